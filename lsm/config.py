@@ -1,0 +1,189 @@
+"""Model settings of the liquid state machine, validated, with a TOML round-trip.
+
+The defaults reproduce the paper's N-MNIST encoder (256 inputs -> 200 neurons, decay 0.9,
+threshold 5.0, weight const 0.07, 50 time bins); :meth:`LSMConfig.ntidigits` gives its N-TIDIGITS
+encoder (64 cochlea channels, decay 0.97, threshold 5.3, const 0.08, 129 bins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import os
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = ["LSMConfig", "RESET_MODES"]
+
+#: Reset rules after a spike: ``"zero"`` (hard reset, the paper's), ``"subtract"`` (subtract the
+#: threshold), ``"none"`` (no reset: pure leaky integration).
+RESET_MODES = ("zero", "subtract", "none")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"LSMConfig.{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"LSMConfig.{name} must be >= {minimum}, got {value}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
+                 high_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"LSMConfig.{name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"LSMConfig.{name} must be finite, got {v}")
+    lo_ok = v > low if low_open else v >= low
+    hi_ok = v < high if high_open else v <= high
+    if not (lo_ok and hi_ok):
+        lb = "(" if low_open else "["
+        hb = ")" if high_open else "]"
+        raise ValueError(f"LSMConfig.{name} must be in {lb}{low}, {high}{hb}, got {v}")
+
+
+@dataclass(frozen=True)
+class LSMConfig:
+    """Every setting of the LIF reservoir.
+
+    The reservoir is updated once per time bin ``t``::
+
+        u_t = decay * u_{t-1} * (1 - s_{t-1}) + W_in^T x_t + W_rec^T s_{t-1}    (reset="zero")
+        s_t = [u_t > v_th]
+
+    with ``reset="subtract"`` the first term is ``decay * u_{t-1} + ... - v_th * s_{t-1}``, and with
+    ``reset="none"`` it is ``decay * u_{t-1} + ...``. ``x_t`` is the input event count of bin ``t``
+    per channel (binary for a raster), ``s_t`` the reservoir spikes.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Input channels (256 = 16 x 16 cropped N-MNIST pixels of one polarity).
+    n_neurons : int
+        Reservoir neurons.
+    n_bins : int
+        Time bins per sample (the number of update steps).
+    decay : float
+        Membrane decay per step, in [0, 1] (snntorch's ``beta``).
+    v_th : float
+        Firing threshold, > 0, in the same units as the weights.
+    reset : {"zero", "subtract", "none"}
+        What a spike does to the membrane at the next step.
+    w_in_const : float
+        Scale of the input weights (the paper's "weight const"): ``w_in = w_in_const * draw``.
+    w_rec_const : float
+        Scale of the recurrent weights.
+    p_in : float
+        Input connection probability in (0, 1]; below 1 the weights are stored sparse (CSR).
+    p_rec : float
+        Recurrent connection probability in [0, 1]; 0 gives a feed-forward reservoir.
+    seed : int
+        Seed of the weight draw (and of anything else random that the config drives).
+    """
+
+    n_inputs: int = 256
+    n_neurons: int = 200
+    n_bins: int = 50
+    decay: float = 0.9
+    v_th: float = 5.0
+    reset: str = "zero"
+    w_in_const: float = 0.07
+    w_rec_const: float = 0.07
+    p_in: float = 1.0
+    p_rec: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("n_inputs", self.n_inputs, 1)
+        _check_int("n_neurons", self.n_neurons, 1)
+        _check_int("n_bins", self.n_bins, 1)
+        _check_int("seed", self.seed, 0)
+        _check_float("decay", self.decay, 0.0, 1.0)
+        _check_float("v_th", self.v_th, 0.0, math.inf, low_open=True)
+        _check_float("w_in_const", self.w_in_const, 0.0, math.inf)
+        _check_float("w_rec_const", self.w_rec_const, 0.0, math.inf)
+        _check_float("p_in", self.p_in, 0.0, 1.0, low_open=True)
+        _check_float("p_rec", self.p_rec, 0.0, 1.0)
+        if self.reset not in RESET_MODES:
+            raise ValueError(f"LSMConfig.reset must be one of {RESET_MODES}, got {self.reset!r}")
+        # Normalise numpy scalars to plain Python numbers so that equality, hashing and TOML
+        # output do not depend on where a value came from.
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("int",) and not isinstance(v, int):
+                object.__setattr__(self, f.name, int(v))
+            elif f.type in ("float",):
+                object.__setattr__(self, f.name, float(v))
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def nmnist(cls, **overrides: Any) -> LSMConfig:
+        """The paper's N-MNIST encoder (these are also the class defaults)."""
+        return cls(**overrides)
+
+    @classmethod
+    def ntidigits(cls, **overrides: Any) -> LSMConfig:
+        """The paper's N-TIDIGITS encoder: 64 channels, 129 bins, decay 0.97, v_th 5.3, const 0.08."""
+        base = dict(n_inputs=64, n_neurons=200, n_bins=129, decay=0.97, v_th=5.3,
+                    w_in_const=0.08, w_rec_const=0.08)
+        base.update(overrides)
+        return cls(**base)
+
+    # ------------------------------------------------------------------ conversion
+    def replace(self, **changes: Any) -> LSMConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "dict") -> LSMConfig:
+        """Build from a mapping; unknown keys are an error that names them and ``source``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown LSMConfig field(s) {unknown}; known fields: {sorted(known)}"
+            )
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{source}: {exc}") from None
+
+    def to_toml(self) -> str:
+        """The config as a TOML document with one ``[lsm]`` table."""
+        return tomli_w.dumps({"lsm": self.to_dict()})
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "<string>") -> LSMConfig:
+        """Parse a TOML document written by :meth:`to_toml` (an ``[lsm]`` table, or bare keys)."""
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{source}: not valid TOML: {exc}") from None
+        table = doc.get("lsm", doc)
+        if not isinstance(table, dict):
+            raise ValueError(f"{source}: [lsm] must be a table")
+        return cls.from_dict(table, source=source)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_toml` to ``path`` atomically (temporary file, then rename)."""
+        from lsm._io import atomic_write_text
+
+        return atomic_write_text(path, self.to_toml())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LSMConfig:
+        path = Path(path)
+        return cls.from_toml(path.read_text(encoding="utf-8"), source=str(path))

@@ -1,0 +1,235 @@
+"""The liquid state machine: a weight source plus the LIF kernel, events in, features out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+from tqdm.auto import tqdm
+
+from lsm.config import LSMConfig
+from lsm.events import EventBatch
+from lsm.kernels import RESET_CODES, lif_events
+from lsm.weights import WeightSet, as_weight_source
+
+__all__ = ["LSM", "FEATURES", "BACKENDS"]
+
+FEATURES = ("rates", "counts", "binned")
+BACKENDS = ("numba", "torch")
+
+_EMPTY_F32_2D = np.zeros((0, 0), dtype=np.float32)
+_EMPTY_I64 = np.zeros(0, dtype=np.int64)
+_EMPTY_I32 = np.zeros(0, dtype=np.int32)
+_EMPTY_F32 = np.zeros(0, dtype=np.float32)
+
+
+def _kernel_operands(w: np.ndarray, csr_below: float):
+    """(dense, indptr, indices, data): CSR when the nonzero fraction is below ``csr_below``."""
+    density = np.count_nonzero(w) / w.size if w.size else 1.0
+    if density < csr_below:
+        m = scipy.sparse.csr_matrix(w)
+        m.sort_indices()
+        return (_EMPTY_F32_2D, m.indptr.astype(np.int64), m.indices.astype(np.int32),
+                m.data.astype(np.float32))
+    return (np.ascontiguousarray(w, dtype=np.float32), _EMPTY_I64, _EMPTY_I32, _EMPTY_F32)
+
+
+class LSM:
+    """A liquid state machine: fixed random LIF reservoir that turns event streams into features.
+
+    Parameters
+    ----------
+    config : LSMConfig, optional
+        Model settings; the default is the paper's N-MNIST encoder.
+    weights : WeightSource or (w_in, w_rec) or None
+        Where the weights come from; ``None`` draws :class:`~lsm.weights.GaussianWeights` with
+        ``config.seed``.
+    backend : {"numba", "torch"}
+        ``"numba"``: the event-driven kernel (CPU, parallel over samples). ``"torch"``: the dense
+        reference implementation, on CUDA when available.
+    csr_below : float
+        A weight matrix whose fraction of nonzeros is below this is stored CSR for the numba
+        kernel (scattered adds over the nonzeros only); denser ones stay dense (contiguous,
+        vectorised row adds are faster there). Results are bit-identical either way.
+
+    Attributes
+    ----------
+    w_in : ndarray float32 (n_inputs, n_neurons)
+    w_rec : ndarray float32 (n_neurons, n_neurons)
+    provenance : dict
+        How the weights were made (from the weight source).
+
+    Examples
+    --------
+    >>> lsm = LSM(LSMConfig(n_inputs=4, n_neurons=8, n_bins=5))
+    >>> raster = np.zeros((2, 5, 4), dtype=np.uint8); raster[0, 0, 1] = 1
+    >>> lsm.encode(raster, progress=False).shape
+    (2, 8)
+    """
+
+    def __init__(self, config: LSMConfig | None = None, weights: Any = None,
+                 backend: str = "numba", csr_below: float = 0.3) -> None:
+        self.config = config if config is not None else LSMConfig()
+        if not isinstance(self.config, LSMConfig):
+            raise TypeError(f"config must be an LSMConfig, got {type(self.config).__name__}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if not 0.0 <= csr_below <= 1.0:
+            raise ValueError(f"csr_below must be in [0, 1], got {csr_below}")
+        self.backend = backend
+        self.csr_below = csr_below
+        self.weight_source = as_weight_source(weights)
+        ws = self.weight_source.build(self.config)
+        if not isinstance(ws, WeightSet):
+            raise TypeError(f"{self.weight_source!r}.build() must return a WeightSet")
+        # a source may be buggy: check what it returned, like explicit arrays
+        from lsm.weights import check_weights
+
+        self.w_in, self.w_rec = check_weights(ws.w_in, ws.w_rec, self.config,
+                                              type(self.weight_source).__name__)
+        self.provenance = dict(ws.provenance)
+        self._in_ops = _kernel_operands(self.w_in, csr_below)
+        self._rec_ops = _kernel_operands(self.w_rec, csr_below)
+
+    @property
+    def weight_set(self) -> WeightSet:
+        return WeightSet(self.w_in, self.w_rec, self.provenance)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"LSM({c.n_inputs} -> {c.n_neurons}, {c.n_bins} bins, decay={c.decay}, "
+                f"v_th={c.v_th}, reset={c.reset!r}, weights={self.provenance.get('source')!r}, "
+                f"backend={self.backend!r})")
+
+    # ------------------------------------------------------------------ input
+    def to_events(self, x: Any) -> EventBatch:
+        """Validate ``x`` and return it as an :class:`EventBatch` matching this config.
+
+        ``x`` is an EventBatch, a dense binary raster (n_samples, n_bins, n_inputs), or a
+        sequence of per-sample ``(bins, channels)`` pairs.
+        """
+        c = self.config
+        if isinstance(x, EventBatch):
+            batch = x
+        elif isinstance(x, np.ndarray) and x.ndim != 1 or _is_tensor(x):
+            raster = np.asarray(x.cpu() if _is_tensor(x) else x)
+            if raster.ndim != 3:
+                raise ValueError(
+                    f"raster must have shape (n_samples, n_bins={c.n_bins}, "
+                    f"n_inputs={c.n_inputs}), got {raster.shape}"
+                )
+            if raster.shape[1:] != (c.n_bins, c.n_inputs):
+                raise ValueError(
+                    f"raster has shape {raster.shape}, expected (n_samples, n_bins={c.n_bins}, "
+                    f"n_inputs={c.n_inputs})"
+                )
+            batch = EventBatch.from_raster(raster)
+        elif isinstance(x, Sequence) or isinstance(x, np.ndarray):
+            batch = EventBatch.from_streams(x, c.n_bins, c.n_inputs)
+        else:
+            raise TypeError(
+                "x must be a raster array (n_samples, n_bins, n_inputs), a sequence of "
+                f"(bins, channels) pairs, or an EventBatch; got {type(x).__name__}"
+            )
+        if batch.n_bins != c.n_bins or batch.n_channels != c.n_inputs:
+            raise ValueError(
+                f"events are for {batch.n_bins} bins x {batch.n_channels} channels, the LSM "
+                f"expects {c.n_bins} bins x {c.n_inputs} inputs"
+            )
+        return batch
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, x: Any, features: str = "rates", progress: bool = True,
+               batch_size: int = 512, backend: str | None = None,
+               device: Any = None) -> np.ndarray:
+        """Run the reservoir on every sample and return its features.
+
+        Parameters
+        ----------
+        x : raster, sequence of (bins, channels), or EventBatch
+            See :meth:`to_events`.
+        features : {"rates", "counts", "binned"}
+            ``"rates"``: spikes per bin, float32 (n_samples, n_neurons); ``"counts"``: int32
+            spike counts (n_samples, n_neurons); ``"binned"``: uint8 spike rasters
+            (n_samples, n_bins, n_neurons).
+        progress : bool
+            Show a progress bar over batches.
+        batch_size : int
+            Samples per kernel call (progress granularity; memory of the torch backend).
+        backend : {"numba", "torch"}, optional
+            Overrides the LSM's backend for this call.
+        device : torch device, optional
+            For the torch backend; default CUDA when available.
+
+        Returns
+        -------
+        ndarray
+        """
+        if features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+        backend = self.backend if backend is None else backend
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch = self.to_events(x)
+        counts, spikes = self._run(batch, record=features == "binned", progress=progress,
+                                   batch_size=int(batch_size), backend=backend, device=device)
+        if features == "binned":
+            return spikes
+        if features == "counts":
+            return counts
+        return (counts / np.float32(self.config.n_bins)).astype(np.float32)
+
+    def _run(self, batch: EventBatch, record: bool, progress: bool, batch_size: int,
+             backend: str, device: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        c = self.config
+        n = len(batch)
+        counts = np.zeros((n, c.n_neurons), dtype=np.int32)
+        spikes = (np.zeros((n, c.n_bins, c.n_neurons), dtype=np.uint8) if record
+                  else np.zeros((0, 0, 0), dtype=np.uint8))
+        torch_state = self._torch_state(device) if backend == "torch" else None
+        with tqdm(total=n, desc=f"encode ({backend})", unit="sample", disable=not progress,
+                  leave=False) as bar:
+            for lo in range(0, n, batch_size):
+                hi = min(n, lo + batch_size)
+                if backend == "numba":
+                    self._run_numba(batch, lo, hi, counts, spikes)
+                else:
+                    self._run_torch(batch, lo, hi, counts, spikes, torch_state)
+                bar.update(hi - lo)
+        return counts, (spikes if record else None)
+
+    def _run_numba(self, batch, lo, hi, counts, spikes) -> None:
+        c = self.config
+        e_lo, e_hi = batch.offsets[lo], batch.offsets[hi]
+        offsets = batch.offsets[lo:hi + 1] - e_lo
+        lif_events(offsets, batch.bins[e_lo:e_hi], batch.channels[e_lo:e_hi], c.n_bins,
+                   *self._in_ops, *self._rec_ops, np.float32(c.decay), np.float32(c.v_th),
+                   RESET_CODES[c.reset], counts[lo:hi],
+                   spikes[lo:hi] if spikes.shape[0] else spikes)
+
+    def _torch_state(self, device):
+        from lsm.torch_backend import default_device, to_tensor
+
+        dev = default_device() if device is None else device
+        return dev, to_tensor(self.w_in, dev), to_tensor(self.w_rec, dev)
+
+    def _run_torch(self, batch, lo, hi, counts, spikes, state) -> None:
+        import torch
+
+        from lsm.torch_backend import lif_dense
+
+        dev, w_in, w_rec = state
+        raster = torch.from_numpy(batch.select(slice(lo, hi)).to_raster(np.float32)).to(dev)
+        cnt, spk = lif_dense(raster, w_in, w_rec, self.config.decay, self.config.v_th,
+                             self.config.reset, record=spikes.shape[0] > 0)
+        counts[lo:hi] = cnt.cpu().numpy()
+        if spk is not None:
+            spikes[lo:hi] = spk.cpu().numpy()
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "cpu")

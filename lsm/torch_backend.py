@@ -1,0 +1,75 @@
+"""Dense torch implementation of the reservoir equations: the reference and the GPU path.
+
+Same update as :mod:`lsm.kernels`, on a dense input raster, batched over samples::
+
+    I_t = x_t @ W_in + s_{t-1} @ W_rec
+    u_t = decay * (u_{t-1} * (1 - s_{t-1})) + I_t        (reset = "zero")
+    s_t = [u_t > v_th]
+
+The input projection of all bins is one batched matmul; the recurrence is a loop over bins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["default_device", "lif_dense"]
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def lif_dense(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, decay: float,
+              v_th: float, reset: str = "zero", record: bool = False,
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the reservoir on a dense raster.
+
+    Parameters
+    ----------
+    raster : float32 tensor (batch, n_bins, n_inputs)
+        Input event counts per bin and channel.
+    w_in : float32 tensor (n_inputs, n_neurons)
+    w_rec : float32 tensor (n_neurons, n_neurons)
+    decay, v_th : float
+    reset : {"zero", "subtract", "none"}
+    record : bool
+        Also return the spike raster.
+
+    Returns
+    -------
+    counts : int32 tensor (batch, n_neurons)
+    spikes : uint8 tensor (batch, n_bins, n_neurons) or None
+    """
+    batch, n_bins, _ = raster.shape
+    n = w_rec.shape[0]
+    dtype = torch.float32
+    drive = torch.matmul(raster.to(dtype), w_in)  # (batch, n_bins, n)
+    u = torch.zeros(batch, n, dtype=dtype, device=raster.device)
+    s = torch.zeros(batch, n, dtype=dtype, device=raster.device)
+    counts = torch.zeros(batch, n, dtype=torch.int32, device=raster.device)
+    spikes = (torch.zeros(batch, n_bins, n, dtype=torch.uint8, device=raster.device)
+              if record else None)
+    decay_t = torch.tensor(decay, dtype=dtype, device=raster.device)
+    v_th_t = torch.tensor(v_th, dtype=dtype, device=raster.device)
+    for t in range(n_bins):
+        current = drive[:, t] + s @ w_rec
+        if reset == "zero":
+            u = decay_t * (u * (1.0 - s)) + current
+        elif reset == "subtract":
+            u = decay_t * u + current - s * v_th_t
+        else:
+            u = decay_t * u + current
+        fired = u > v_th_t
+        s = fired.to(dtype)
+        counts += fired
+        if record:
+            spikes[:, t] = fired
+    return counts, spikes
+
+
+def to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device)
