@@ -1,2 +1,154 @@
-def main(argv=None):
-    raise SystemExit("todo")
+"""The ``lsm`` command line.
+
+    lsm bench encode [--quick] [--json]       backend throughput, side by side
+    lsm encode INPUT.npz --out FEATURES.npz   events -> reservoir features
+    lsm config [--preset nmnist|ntidigits]    print a config as TOML
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def _cmd_bench_encode(args: argparse.Namespace) -> int:
+    from lsm.bench import bench_encode, format_table
+
+    result = bench_encode(quick=args.quick, workloads=tuple(args.workload) or None)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def _load_config(args: argparse.Namespace):
+    from lsm.config import LSMConfig
+
+    if args.config:
+        try:
+            cfg = LSMConfig.load(args.config)
+        except FileNotFoundError:
+            raise CLIError(f"config file not found: {args.config}") from None
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    else:
+        cfg = LSMConfig.ntidigits() if args.preset == "ntidigits" else LSMConfig.nmnist()
+    if getattr(args, "seed", None) is not None:
+        cfg = cfg.replace(seed=args.seed)
+    return cfg
+
+
+def _read_inputs(path: Path, cfg):
+    """Events or a raster from an .npz: ``raster`` or ``offsets``/``bins``/``channels``."""
+    from lsm.events import EventBatch
+
+    if not path.exists():
+        raise CLIError(f"input file not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+        raise CLIError(f"{path}: not a readable .npz file ({exc})") from None
+    with data:
+        keys = set(data.files)
+        labels = data["labels"] if "labels" in keys else None
+        try:
+            if "raster" in keys:
+                raster = data["raster"]
+                if raster.ndim != 3 or raster.shape[1:] != (cfg.n_bins, cfg.n_inputs):
+                    raise ValueError(
+                        f"raster has shape {raster.shape}, the config expects (n_samples, "
+                        f"n_bins={cfg.n_bins}, n_inputs={cfg.n_inputs})"
+                    )
+                return EventBatch.from_raster(raster), labels
+            if {"offsets", "bins", "channels"} <= keys:
+                return EventBatch(data["offsets"].astype(np.int64), data["bins"],
+                                  data["channels"], cfg.n_bins, cfg.n_inputs), labels
+        except ValueError as exc:
+            raise CLIError(f"{path}: {exc}") from None
+    raise CLIError(
+        f"{path}: expected an array 'raster' (n_samples, n_bins, n_inputs) or the arrays "
+        f"'offsets', 'bins', 'channels'; found {sorted(keys)}"
+    )
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from lsm._io import atomic_savez
+    from lsm.reservoir import LSM
+
+    cfg = _load_config(args)
+    events, labels = _read_inputs(Path(args.input), cfg)
+    lsm = LSM(cfg, backend=args.backend)
+    feats = lsm.encode(events, features=args.features, progress=not args.no_progress)
+    out = {"features": feats, "config_toml": np.array(cfg.to_toml()),
+           "provenance_json": np.array(json.dumps(lsm.provenance))}
+    if labels is not None:
+        out["labels"] = labels
+    atomic_savez(args.out, **out)
+    print(f"wrote {args.out}: features {feats.shape} {feats.dtype} "
+          f"({len(events)} samples, {events.n_events} events, weights {lsm.provenance['source']})")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    sys.stdout.write(cfg.to_toml())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lsm", description="Liquid state machines on RRAM weights.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    be = bench_sub.add_parser("encode", help="reservoir throughput: numba vs torch vs snntorch")
+    be.add_argument("--quick", action="store_true", help="fewer samples and repeats")
+    be.add_argument("--json", action="store_true", help="print one JSON object")
+    be.add_argument("--workload", action="append", default=[], choices=["paper", "large"],
+                    help="run only this workload (repeatable)")
+    be.set_defaults(func=_cmd_bench_encode)
+
+    def config_args(sp):
+        sp.add_argument("--config", help="LSMConfig TOML file (see `lsm config`)")
+        sp.add_argument("--preset", choices=["nmnist", "ntidigits"], default="nmnist",
+                        help="paper settings to start from when no --config is given")
+        sp.add_argument("--seed", type=int, help="override the config's seed")
+
+    enc = sub.add_parser("encode", help="encode events from an .npz into reservoir features")
+    enc.add_argument("input", help=".npz with 'raster' or 'offsets','bins','channels' "
+                                   "(and optional 'labels')")
+    enc.add_argument("--out", required=True, help="output .npz (written atomically)")
+    enc.add_argument("--features", choices=["rates", "counts", "binned"], default="rates")
+    enc.add_argument("--backend", choices=["numba", "torch"], default="numba")
+    enc.add_argument("--no-progress", action="store_true")
+    config_args(enc)
+    enc.set_defaults(func=_cmd_encode)
+
+    cf = sub.add_parser("config", help="print an LSMConfig as TOML")
+    config_args(cf)
+    cf.set_defaults(func=_cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"lsm: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -73,3 +73,31 @@ def lif_dense(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, dec
 
 def to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+
+@torch.no_grad()
+def lif_snntorch(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, decay: float,
+                 v_th: float, reset: str = "zero") -> torch.Tensor:
+    """The same reservoir driven through ``snntorch.Leaky``: the neuron reference.
+
+    ``Leaky(beta=decay, threshold=v_th, reset_mechanism=reset)`` is stepped once per bin with the
+    current ``x_t @ W_in + s_{t-1} @ W_rec``; snntorch applies the reset of a spike at the next
+    step (``reset_delay=True``), which is the ``u_{t-1} * (1 - s_{t-1})`` of our equation.
+
+    Returns
+    -------
+    spikes : uint8 tensor (batch, n_bins, n_neurons)
+    """
+    import snntorch
+
+    batch, n_bins, _ = raster.shape
+    n = w_rec.shape[0]
+    lif = snntorch.Leaky(beta=decay, threshold=v_th, reset_mechanism=reset).to(raster.device)
+    drive = torch.matmul(raster.to(torch.float32), w_in)
+    mem = torch.zeros(batch, n, dtype=torch.float32, device=raster.device)
+    spk = torch.zeros(batch, n, dtype=torch.float32, device=raster.device)
+    out = torch.zeros(batch, n_bins, n, dtype=torch.uint8, device=raster.device)
+    for t in range(n_bins):
+        spk, mem = lif(drive[:, t] + spk @ w_rec, mem)
+        out[:, t] = spk > 0
+    return out

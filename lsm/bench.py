@@ -1,0 +1,154 @@
+"""Throughput of the reservoir backends, measured side by side in one run.
+
+``lsm bench encode`` encodes the same random inputs with the event-driven Numba kernel, the dense
+torch backend (batched, all threads) and snntorch, and prints samples per second and the ratios.
+Each backend gets its input in its own form, built before the clock starts (events for Numba, a
+dense float32 raster for torch and snntorch); each is warmed up once, then timed best-of-repeats.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsm.config import LSMConfig
+from lsm.events import EventBatch
+from lsm.reservoir import LSM
+
+__all__ = ["Workload", "WORKLOADS", "bench_encode", "format_table"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A benchmark workload: a reservoir config, input activity and sample counts."""
+
+    name: str
+    config: LSMConfig
+    input_activity: float
+    n_samples: int
+    n_samples_quick: int
+    torch_batch: int
+
+
+WORKLOADS = (
+    Workload("paper", LSMConfig(), 0.05, 4000, 1000, 512),
+    Workload("large", LSMConfig(n_inputs=2312, n_neurons=1000, n_bins=50, p_rec=0.1),
+             0.04, 400, 96, 128),
+)
+
+#: Targets from the issue, on a 2-core machine.
+TARGETS = {"paper": {"ratio_vs_torch": 4.0, "ratio_vs_snntorch": 5.0},
+           "large": {"ratio_vs_torch": 8.0}}
+
+
+def _best_rate(fn: Callable[[], object], n: int, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def bench_workload(w: Workload, quick: bool = False, seed: int = 0) -> dict:
+    import torch
+
+    from lsm.torch_backend import lif_dense, lif_snntorch
+
+    c = w.config
+    n = w.n_samples_quick if quick else w.n_samples
+    repeats = 2 if quick else 3
+    rng = np.random.default_rng(seed)
+    raster = (rng.random((n, c.n_bins, c.n_inputs)) < w.input_activity).astype(np.uint8)
+    events = EventBatch.from_raster(raster)
+    lsm = LSM(c)
+    raster_t = torch.from_numpy(raster.astype(np.float32))
+    w_in, w_rec = torch.from_numpy(lsm.w_in), torch.from_numpy(lsm.w_rec)
+    bs = w.torch_batch
+
+    def run_numba():
+        return lsm.encode(events, features="counts", progress=False, batch_size=n)
+
+    def run_torch():
+        for lo in range(0, n, bs):
+            lif_dense(raster_t[lo:lo + bs], w_in, w_rec, c.decay, c.v_th, c.reset)
+
+    def run_snntorch():
+        for lo in range(0, n, bs):
+            lif_snntorch(raster_t[lo:lo + bs], w_in, w_rec, c.decay, c.v_th, c.reset)
+
+    # warm-up (JIT compilation, allocator) outside the clock
+    lsm.encode(events.select(slice(0, 4)), progress=False)
+    lif_dense(raster_t[:4], w_in, w_rec, c.decay, c.v_th, c.reset)
+    lif_snntorch(raster_t[:4], w_in, w_rec, c.decay, c.v_th, c.reset)
+
+    numba_rate = _best_rate(run_numba, n, repeats)
+    torch_rate = _best_rate(run_torch, n, repeats)
+    snn_rate = _best_rate(run_snntorch, n, repeats)
+
+    # spike agreement on the same samples: every (sample, bin, neuron) decision
+    m = min(n, 256)
+    ours = lsm.encode(events.select(slice(0, m)), features="binned", progress=False)
+    ref = lif_snntorch(raster_t[:m], w_in, w_rec, c.decay, c.v_th, c.reset).numpy()
+    dense = lif_dense(raster_t[:m], w_in, w_rec, c.decay, c.v_th, c.reset, record=True)[1]
+    return {
+        "name": w.name,
+        "n_inputs": c.n_inputs, "n_neurons": c.n_neurons, "n_bins": c.n_bins,
+        "input_activity": w.input_activity, "p_rec": c.p_rec, "n_samples": n,
+        "reservoir_firing_rate": float(ours.mean()),
+        "numba_samples_per_s": numba_rate,
+        "torch_samples_per_s": torch_rate,
+        "snntorch_samples_per_s": snn_rate,
+        "ratio_vs_torch": numba_rate / torch_rate,
+        "ratio_vs_snntorch": numba_rate / snn_rate,
+        "spike_agreement": float((ours == ref).mean()),
+        "spike_agreement_torch": float((ours == dense.numpy()).mean()),
+    }
+
+
+def bench_encode(quick: bool = False, workloads: tuple[str, ...] | None = None,
+                 seed: int = 0) -> dict:
+    """Run the encode benchmark; returns ``{"workloads": [...], "machine": {...}}``."""
+    import numba
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = [bench_workload(w, quick=quick, seed=seed) for w in WORKLOADS
+            if workloads is None or w.name in workloads]
+    return {
+        "workloads": rows,
+        "machine": {"cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "numba": numba.__version__, "platform": platform.platform()},
+        "targets": TARGETS,
+        "quick": quick,
+    }
+
+
+def format_table(result: dict) -> str:
+    lines = [
+        f"{'workload':<8} {'numba/s':>10} {'torch/s':>10} {'snntorch/s':>11} "
+        f"{'x torch':>8} {'x snntorch':>11} {'agree':>8}  targets"
+    ]
+    for r in result["workloads"]:
+        t = TARGETS.get(r["name"], {})
+        marks = []
+        for key, label in (("ratio_vs_torch", "x torch"), ("ratio_vs_snntorch", "x snntorch")):
+            if key in t:
+                ok = "met" if r[key] >= t[key] else "MISSED"
+                marks.append(f"{label} >= {t[key]:g}: {ok}")
+        lines.append(
+            f"{r['name']:<8} {r['numba_samples_per_s']:>10.0f} {r['torch_samples_per_s']:>10.0f} "
+            f"{r['snntorch_samples_per_s']:>11.0f} {r['ratio_vs_torch']:>8.2f} "
+            f"{r['ratio_vs_snntorch']:>11.2f} {r['spike_agreement']:>8.5f}  {'; '.join(marks)}"
+        )
+    m = result["machine"]
+    lines.append(f"({m['cpu_count']} CPUs, numba {m['numba']} x{m['numba_threads']} threads, "
+                 f"torch {m['torch']} x{m['torch_threads']} threads; agree = fraction of spike "
+                 "decisions equal to snntorch)")
+    return "\n".join(lines)
