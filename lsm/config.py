@@ -133,7 +133,8 @@ class LSMConfig:
 
     @classmethod
     def ntidigits(cls, **overrides: Any) -> LSMConfig:
-        """The paper's N-TIDIGITS encoder: 64 channels, 129 bins, decay 0.97, v_th 5.3, const 0.08."""
+        """The paper's N-TIDIGITS encoder: 64 channels, 129 bins, decay 0.97, v_th 5.3,
+        const 0.08."""
         base = dict(n_inputs=64, n_neurons=200, n_bins=129, decay=0.97, v_th=5.3,
                     w_in_const=0.08, w_rec_const=0.08)
         base.update(overrides)

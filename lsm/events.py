@@ -1,9 +1,9 @@
 """Event streams in the form the reservoir kernel consumes.
 
-A batch of samples is stored as CSR: the events of sample ``i`` are ``bins[offsets[i]:offsets[i+1]]``
-and ``channels[...]`` of the same slice, with bins non-decreasing inside a sample. Each event adds
-its channel's input weights once in its bin, so a repeated (bin, channel) pair counts twice; a
-binary raster is the special case without repeats.
+A batch of samples is stored as CSR: the events of sample ``i`` are
+``bins[offsets[i]:offsets[i+1]]`` and ``channels[...]`` of the same slice, with bins
+non-decreasing inside a sample. Each event adds its channel's input weights once in its bin, so a
+repeated (bin, channel) pair counts twice; a binary raster is the special case without repeats.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class EventBatch:
                 s, t, c = np.unravel_index(_first_bad(bad.ravel()), raster.shape)
                 raise ValueError(
                     f"raster must be binary (0/1): sample {s}, bin {t}, channel {c} holds "
-                    f"{raster[s, t, c]!r}"
+                    f"{raster[s, t, c].item()!r}"
                 )
         n, n_bins, n_channels = raster.shape
         s, t, c = np.nonzero(raster)  # C order: sorted by sample, then bin, then channel
@@ -135,7 +135,7 @@ class EventBatch:
                     f"got {type(item).__name__}"
                 )
             pair = []
-            for field, arr in zip(("bins", "channels"), item):
+            for field, arr in zip(("bins", "channels"), item, strict=True):
                 arr = np.asarray(arr)
                 if arr.ndim != 1:
                     raise ValueError(f"sample {i}: {field} must be 1-D, got shape {arr.shape}")
@@ -154,8 +154,11 @@ class EventBatch:
             counts[i] = len(pair[0])
         offsets = np.zeros(len(streams) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int32))
-        return cls(offsets, cat(bins_list), cat(chans_list), n_bins, n_channels)
+        return cls(offsets, _concat(bins_list), _concat(chans_list), n_bins, n_channels)
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
 
 
 def _validate_csr(offsets, bins, channels, n_bins, n_channels) -> None:
@@ -171,7 +174,10 @@ def _validate_csr(offsets, bins, channels, n_bins, n_channels) -> None:
         )
     if n_bins < 1 or n_channels < 1:
         raise ValueError(f"n_bins ({n_bins}) and n_channels ({n_channels}) must be >= 1")
-    sample_of = (lambda j: int(np.searchsorted(offsets, j, side="right") - 1))
+
+    def sample_of(j: int) -> int:
+        return int(np.searchsorted(offsets, j, side="right") - 1)
+
     for field, arr, n in (("bins", bins, n_bins), ("channels", channels, n_channels)):
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"{field} must hold integers, got dtype {arr.dtype}")

@@ -1,0 +1,21 @@
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def random_raster(rng, n_samples, n_bins, n_inputs, activity):
+    return (rng.random((n_samples, n_bins, n_inputs)) < activity).astype(np.uint8)
+
+
+def integer_weights(rng, n_inputs, n_neurons, p_rec=1.0):
+    """Small integer weights: every partial sum is exact in float32, so no summation order can
+    flip a threshold crossing."""
+    w_in = rng.integers(-3, 4, (n_inputs, n_neurons)).astype(np.float32)
+    w_rec = rng.integers(-2, 3, (n_neurons, n_neurons)).astype(np.float32)
+    if p_rec < 1:
+        w_rec *= rng.random(w_rec.shape) < p_rec
+    return w_in, w_rec

@@ -1,0 +1,99 @@
+"""The ``lsm`` command line: encode, config, bench (output shape, not speed)."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import random_raster
+
+from lsm import LSM, LSMConfig
+from lsm.cli import main
+
+
+def test_encode_raster_file(tmp_path, rng):
+    raster = random_raster(rng, 12, 50, 256, 0.05)
+    labels = np.arange(12) % 10
+    src = tmp_path / "in.npz"
+    np.savez(src, raster=raster, labels=labels)
+    out = tmp_path / "out" / "feats.npz"
+    assert main(["encode", str(src), "--out", str(out), "--seed", "3", "--no-progress"]) == 0
+    with np.load(out) as f:
+        feats = f["features"]
+        np.testing.assert_array_equal(f["labels"], labels)
+        cfg = LSMConfig.from_toml(str(f["config_toml"]))
+        prov = json.loads(str(f["provenance_json"]))
+    assert cfg.seed == 3 and prov["source"] == "gaussian" and prov["seed"] == 3
+    expected = LSM(LSMConfig(seed=3)).encode(raster, progress=False)
+    np.testing.assert_array_equal(feats, expected)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["feats.npz"]
+
+
+def test_encode_event_file_with_config(tmp_path, rng):
+    cfg = LSMConfig.ntidigits(n_neurons=30)
+    cfg_path = cfg.save(tmp_path / "lsm.toml")
+    raster = random_raster(rng, 5, cfg.n_bins, cfg.n_inputs, 0.1)
+    from lsm import EventBatch
+
+    b = EventBatch.from_raster(raster)
+    src = tmp_path / "events.npz"
+    np.savez(src, offsets=b.offsets, bins=b.bins, channels=b.channels)
+    out = tmp_path / "counts.npz"
+    rc = main(["encode", str(src), "--out", str(out), "--config", str(cfg_path),
+               "--features", "counts", "--no-progress"])
+    assert rc == 0
+    with np.load(out) as f:
+        np.testing.assert_array_equal(f["features"],
+                                      LSM(cfg).encode(raster, features="counts", progress=False))
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"raster": np.zeros((2, 50, 255))}, r"raster has shape \(2, 50, 255\)"),
+    ({"raster": np.full((2, 50, 256), 3)}, r"sample 0, bin 0, channel 0 holds 3"),
+    ({"frames": np.zeros(3)}, r"expected an array 'raster'.*found \['frames'\]"),
+    ({"offsets": np.array([0, 1]), "bins": np.array([0]), "channels": np.array([999])},
+     r"sample 0: channels\[0\] = 999 is outside \[0, 256\)"),
+])
+def test_encode_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, content,
+                                                              message):
+    src = tmp_path / "bad.npz"
+    np.savez(src, **content)
+    out = tmp_path / "out.npz"
+    assert main(["encode", str(src), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.npz" in err
+    assert re.search(message, err), err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.npz"]
+
+
+def test_encode_missing_file(tmp_path, capsys):
+    assert main(["encode", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "o.npz")]) == 2
+    assert "input file not found" in capsys.readouterr().err
+
+
+def test_config_prints_toml(capsys):
+    assert main(["config", "--preset", "ntidigits", "--seed", "4"]) == 0
+    assert LSMConfig.from_toml(capsys.readouterr().out) == LSMConfig.ntidigits(seed=4)
+
+
+def test_console_script_bench_json():
+    """`lsm bench encode --json` through the installed console script prints the documented
+    object (speed itself is not asserted)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from lsm.cli import main; raise SystemExit(main())",
+         "bench", "encode", "--quick", "--json", "--workload", "paper"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    (row,) = result["workloads"]
+    for key in ("name", "numba_samples_per_s", "torch_samples_per_s", "snntorch_samples_per_s",
+                "ratio_vs_torch", "ratio_vs_snntorch", "spike_agreement"):
+        assert key in row
+    assert row["name"] == "paper"
+    assert row["ratio_vs_torch"] == pytest.approx(
+        row["numba_samples_per_s"] / row["torch_samples_per_s"])
+    assert row["spike_agreement"] >= 0.999
