@@ -30,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["RESET_ZERO", "RESET_SUBTRACT", "RESET_NONE", "RESET_CODES", "lif_events"]
+__all__ = ["RESET_ZERO", "RESET_SUBTRACT", "RESET_NONE", "RESET_CODES", "lif_events",
+           "lif_events_crossbar", "hash_normal"]
 
 RESET_ZERO = 0
 RESET_SUBTRACT = 1
@@ -39,8 +40,8 @@ RESET_CODES = {"zero": RESET_ZERO, "subtract": RESET_SUBTRACT, "none": RESET_NON
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _add_dense_rows(acc, wf, rows, lo, hi, offset):
-    """``acc += w[rows[k] + offset]`` for k in lo..hi-1, in that order.
+def _add_dense_rows(acc, wf, rows, lo, hi):
+    """``acc += w[rows[k]]`` for k in lo..hi-1, in that order.
 
     ``wf`` is the row-major weight matrix flattened; the row length is ``len(acc)``. Eight (then
     two, then one) rows are summed per pass over ``acc``: ``((acc + r0) + r1) + ...`` is the same
@@ -49,14 +50,14 @@ def _add_dense_rows(acc, wf, rows, lo, hi, offset):
     n = acc.shape[0]
     p = lo
     while hi - p >= 8:
-        b0 = (rows[p] + offset) * n
-        b1 = (rows[p + 1] + offset) * n
-        b2 = (rows[p + 2] + offset) * n
-        b3 = (rows[p + 3] + offset) * n
-        b4 = (rows[p + 4] + offset) * n
-        b5 = (rows[p + 5] + offset) * n
-        b6 = (rows[p + 6] + offset) * n
-        b7 = (rows[p + 7] + offset) * n
+        b0 = rows[p] * n
+        b1 = rows[p + 1] * n
+        b2 = rows[p + 2] * n
+        b3 = rows[p + 3] * n
+        b4 = rows[p + 4] * n
+        b5 = rows[p + 5] * n
+        b6 = rows[p + 6] * n
+        b7 = rows[p + 7] * n
         r0 = wf[b0:b0 + n]
         r1 = wf[b1:b1 + n]
         r2 = wf[b2:b2 + n]
@@ -70,15 +71,15 @@ def _add_dense_rows(acc, wf, rows, lo, hi, offset):
                        + r6[i]) + r7[i])
         p += 8
     while hi - p >= 2:
-        b0 = (rows[p] + offset) * n
-        b1 = (rows[p + 1] + offset) * n
+        b0 = rows[p] * n
+        b1 = rows[p + 1] * n
         r0 = wf[b0:b0 + n]
         r1 = wf[b1:b1 + n]
         for i in range(n):
             acc[i] = (acc[i] + r0[i]) + r1[i]
         p += 2
     if p < hi:
-        b0 = (rows[p] + offset) * n
+        b0 = rows[p] * n
         r0 = wf[b0:b0 + n]
         for i in range(n):
             acc[i] += r0[i]
@@ -91,6 +92,46 @@ def _add_csr_rows(acc, indptr, indices, data, rows, lo, hi):
         r = rows[p]
         for k in range(indptr[r], indptr[r + 1]):
             acc[indices[k]] += data[k]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _membrane_step(u, current, keep, fired, fired_idx, decay, v_th, reset_mode):
+    """One bin of the membrane equation for every neuron, branch-free; zeroes ``current``,
+    updates ``keep = 1 - s_t`` and ``fired = s_t``, writes the indices of the neurons that fired
+    into ``fired_idx`` (increasing) and returns how many."""
+    n = u.shape[0]
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    if reset_mode == 0:
+        for i in range(n):
+            ui = decay * (u[i] * keep[i]) + current[i]
+            u[i] = ui
+            current[i] = zero
+            f = one if ui > v_th else zero
+            fired[i] = f
+            keep[i] = one - f
+    elif reset_mode == 1:
+        for i in range(n):
+            ui = decay * u[i] + current[i] - v_th * fired[i]
+            u[i] = ui
+            current[i] = zero
+            f = one if ui > v_th else zero
+            fired[i] = f
+            keep[i] = one - f
+    else:
+        for i in range(n):
+            ui = decay * u[i] + current[i]
+            u[i] = ui
+            current[i] = zero
+            f = one if ui > v_th else zero
+            fired[i] = f
+            keep[i] = one - f
+    # compaction without branches: every index is written, only spikes advance the cursor
+    n_fired = 0
+    for i in range(n):
+        fired_idx[n_fired] = i
+        n_fired += fired[i] != zero
+    return n_fired
 
 
 @njit(nogil=True, cache=True)
@@ -109,8 +150,6 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
     fired = np.zeros(n, np.float32)   # s_{t-1}
     fired_idx = np.empty(n, np.int64)
     n_fired = 0
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
     p = 0
     n_events = bins.shape[0]
     for t in range(n_bins):
@@ -120,44 +159,15 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
         while q < n_events and bins[q] == t:
             q += 1
         if in_dense:
-            _add_dense_rows(current, w_in_flat, channels, p, q, 0)
+            _add_dense_rows(current, w_in_flat, channels, p, q)
         else:
             _add_csr_rows(current, in_indptr, in_indices, in_data, channels, p, q)
         p = q
         if rec_dense:
-            _add_dense_rows(current, w_rec_flat, fired_idx, 0, n_fired, 0)
+            _add_dense_rows(current, w_rec_flat, fired_idx, 0, n_fired)
         else:
             _add_csr_rows(current, rec_indptr, rec_indices, rec_data, fired_idx, 0, n_fired)
-        # membrane update, branch-free over neurons
-        if reset_mode == 0:
-            for i in range(n):
-                ui = decay * (u[i] * keep[i]) + current[i]
-                u[i] = ui
-                current[i] = zero
-                f = one if ui > v_th else zero
-                fired[i] = f
-                keep[i] = one - f
-        elif reset_mode == 1:
-            for i in range(n):
-                ui = decay * u[i] + current[i] - v_th * fired[i]
-                u[i] = ui
-                current[i] = zero
-                f = one if ui > v_th else zero
-                fired[i] = f
-                keep[i] = one - f
-        else:
-            for i in range(n):
-                ui = decay * u[i] + current[i]
-                u[i] = ui
-                current[i] = zero
-                f = one if ui > v_th else zero
-                fired[i] = f
-                keep[i] = one - f
-        # compact the spikes (branch-free): they drive the next bin and the outputs
-        n_fired = 0
-        for i in range(n):
-            fired_idx[n_fired] = i
-            n_fired += fired[i] != zero
+        n_fired = _membrane_step(u, current, keep, fired, fired_idx, decay, v_th, reset_mode)
         for k in range(n_fired):
             counts[fired_idx[k]] += 1
         if record:
@@ -202,3 +212,173 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
         _lif_sample(bins[lo:hi], channels[lo:hi], n_bins, w_in_flat, in_indptr, in_indices,
                     in_data, w_rec_flat, rec_indptr, rec_indices, rec_data, decay, v_th,
                     reset_mode, counts[s], spikes[s] if record else no_spikes)
+
+
+# ---------------------------------------------------------------------- crossbar in the loop
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_MASK16 = np.uint64(0xFFFF)
+_SQRT3 = np.float32(np.sqrt(3.0))
+_INV_2_16 = np.float32(1.0 / 65536.0)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _hash64(x):
+    """splitmix64 finaliser: a well-mixed 64-bit hash of a 64-bit counter."""
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _normal_from_hash(h):
+    """Approximately standard normal from one 64-bit hash: the Irwin-Hall sum of its four
+    16-bit uniforms, centred and scaled to unit variance (support +-3.46 sigma)."""
+    s = (h & _MASK16) + ((h >> np.uint64(16)) & _MASK16) + ((h >> np.uint64(32)) & _MASK16) \
+        + (h >> np.uint64(48))
+    return (np.float32(s) * _INV_2_16 - np.float32(2.0)) * _SQRT3
+
+
+@njit(nogil=True, cache=True)
+def hash_normal(seed, counters):
+    """The in-loop kernel's noise source, exposed for its statistical tests: one approximately
+    standard-normal float32 per uint64 counter, a pure function of (seed, counter)."""
+    out = np.empty(counters.shape[0], np.float32)
+    for j in range(counters.shape[0]):
+        out[j] = _normal_from_hash(_hash64((seed + counters[j]) * _GOLDEN))
+    return out
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _adc_differential(acc, m2_in, k_in, m2_rec, k_rec, key, v_read, noise_scale, adc_scale,
+                      adc_off, max_code, gain, current):
+    """Bit-line currents of one multiply -> ADC -> differential weights.
+
+    ``acc`` (2n,) holds the summed effective conductances (uS) of the active rows, G+ columns
+    first: ``k_in`` input rows and ``k_rec`` recurrent rows. Column ``j`` carries
+    ``I = v_read * acc[j]`` uA plus read noise ``N(0, noise_scale^2 * (k_in * m2_in[j] +
+    k_rec * m2_rec[j]))`` (the sum of the active cells' noise, with each block's mean squared
+    conductance of the column standing in for the active cells'), is quantised to
+    ``code = clip(floor(I * adc_scale - adc_off + 0.5), 0, max_code)`` and read back as
+    ``(code + adc_off) / adc_scale``. Then ``current[i] += gain * (I+_i - I-_i) / v_read`` and
+    ``acc`` is zeroed.
+    """
+    n2 = acc.shape[0]
+    n = n2 // 2
+    fk_in = np.float32(k_in)
+    fk_rec = np.float32(k_rec)
+    zero = np.float32(0.0)
+    half = np.float32(0.5)
+    for j in range(n2):
+        i_ua = v_read * acc[j]
+        if noise_scale > zero:
+            h = _hash64((key + np.uint64(j)) * _GOLDEN)
+            sd = noise_scale * np.sqrt(fk_in * m2_in[j] + fk_rec * m2_rec[j])
+            i_ua += sd * _normal_from_hash(h)
+        code = np.floor(i_ua * adc_scale - adc_off + half)
+        code = min(max(code, zero), max_code)
+        acc[j] = (code + adc_off) / adc_scale
+    g = gain / v_read
+    for i in range(n):
+        current[i] += g * (acc[i] - acc[i + n])
+        acc[i] = zero
+        acc[i + n] = zero
+
+
+@njit(nogil=True, cache=True)
+def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m2_rec,
+                         v_read, noise_scale, adc_scale, adc_off, max_code, gain_in, gain_rec,
+                         key0, decay, v_th, reset_mode, counts, spikes):
+    n = counts.shape[0]
+    record = spikes.shape[0] > 0
+    one_multiply = gain_in == gain_rec
+    u = np.zeros(n, np.float32)
+    current = np.zeros(n, np.float32)
+    keep = np.ones(n, np.float32)
+    fired = np.zeros(n, np.float32)
+    fired_idx = np.empty(n, np.int64)
+    acc = np.zeros(2 * n, np.float32)
+    n_fired = 0
+    p = 0
+    n_events = bins.shape[0]
+    n2 = np.uint64(2 * n)
+    for t in range(n_bins):
+        if p >= n_events and n_fired == 0:
+            break
+        q = p
+        while q < n_events and bins[q] == t:
+            q += 1
+        key_t = key0 + np.uint64(2 * t) * n2
+        if one_multiply:
+            # input rows and last bin's spike rows drive the array together: one multiply
+            if q > p or n_fired > 0:
+                _add_dense_rows(acc, g_in_flat, channels, p, q)
+                _add_dense_rows(acc, g_rec_flat, fired_idx, 0, n_fired)
+                _adc_differential(acc, m2_in, q - p, m2_rec, n_fired, key_t, v_read,
+                                  noise_scale, adc_scale, adc_off, max_code, gain_in, current)
+        else:
+            # different consts: the two blocks are multiplied (and digitised) one after the other
+            if q > p:
+                _add_dense_rows(acc, g_in_flat, channels, p, q)
+                _adc_differential(acc, m2_in, q - p, m2_rec, 0, key_t, v_read, noise_scale,
+                                  adc_scale, adc_off, max_code, gain_in, current)
+            if n_fired > 0:
+                _add_dense_rows(acc, g_rec_flat, fired_idx, 0, n_fired)
+                _adc_differential(acc, m2_in, 0, m2_rec, n_fired, key_t + n2, v_read,
+                                  noise_scale, adc_scale, adc_off, max_code, gain_rec, current)
+        p = q
+        n_fired = _membrane_step(u, current, keep, fired, fired_idx, decay, v_th, reset_mode)
+        for k in range(n_fired):
+            counts[fired_idx[k]] += 1
+        if record:
+            for k in range(n_fired):
+                spikes[t, fired_idx[k]] = 1
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_rec,
+                        v_read, noise_scale, adc_scale, adc_off, max_code, gain_in, gain_rec,
+                        seed, sample_offset, decay, v_th, reset_mode, counts, spikes):
+    """The reservoir with every bin's matrix-vector products computed through the crossbar.
+
+    Per bin the active input rows and the rows of last bin's spikes drive the array at
+    ``v_read`` in one multiply (two, input then recurrent, when ``gain_in != gain_rec``: one
+    digital scale per multiply); the column currents get fresh read noise and ADC quantisation
+    (:func:`_adc_differential`) before the differential pairs become the current ``I_t`` of the
+    membrane equation (same as :func:`lif_events`).
+
+    Parameters
+    ----------
+    g_in : float32 (n_inputs, 2 n_neurons)
+        Effective conductances (uS, drift, IR drop and I-V nonlinearity folded in) of the input
+        rows, G+ columns then G- columns.
+    g_rec : float32 (n_neurons, 2 n_neurons)
+        The same for the recurrent rows.
+    m2_in, m2_rec : float32 (2 n_neurons,)
+        Mean squared conductance of each column over the input / recurrent rows, uS^2.
+    v_read, noise_scale, adc_scale, adc_off, max_code, gain_in, gain_rec : float32
+        Read voltage (V); ``v_read * read_noise_rel`` (with the clipping's variance factor);
+        ADC codes per uA; ADC offset in codes; top code; ``w_in_const / g_unit`` and
+        ``w_rec_const / g_unit``.
+    seed : uint64
+        Noise seed; noise is a pure function of (seed, global sample index, bin, multiply,
+        column), so results do not depend on threads or batching.
+    sample_offset : int
+        Global index of the first sample of this batch.
+    """
+    n_samples = offsets.shape[0] - 1
+    n = counts.shape[1]
+    g_in_flat = g_in.ravel()
+    g_rec_flat = g_rec.ravel()
+    record = spikes.shape[0] > 0
+    no_spikes = np.zeros((0, 0), np.uint8)
+    per_sample = np.uint64(2 * n_bins) * np.uint64(2 * n)
+    for s in prange(n_samples):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        key0 = seed + np.uint64(sample_offset + s) * per_sample
+        _lif_sample_crossbar(bins[lo:hi], channels[lo:hi], n_bins, g_in_flat, g_rec_flat,
+                             m2_in, m2_rec, v_read, noise_scale, adc_scale, adc_off,
+                             max_code, gain_in, gain_rec, key0, decay, v_th, reset_mode,
+                             counts[s], spikes[s] if record else no_spikes)

@@ -90,12 +90,15 @@ class LSM:
         self.w_in, self.w_rec = check_weights(ws.w_in, ws.w_rec, self.config,
                                               type(self.weight_source).__name__)
         self.provenance = dict(ws.provenance)
+        self._in_loop = ws.in_loop
+        if self._in_loop is not None and backend != "numba":
+            raise ValueError("in-loop crossbar simulation runs on the numba backend only")
         self._in_ops = _kernel_operands(self.w_in, csr_below)
         self._rec_ops = _kernel_operands(self.w_rec, csr_below)
 
     @property
     def weight_set(self) -> WeightSet:
-        return WeightSet(self.w_in, self.w_rec, self.provenance)
+        return WeightSet(self.w_in, self.w_rec, self.provenance, self._in_loop)
 
     def __repr__(self) -> str:
         c = self.config
@@ -172,6 +175,8 @@ class LSM:
         backend = self.backend if backend is None else backend
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend != "numba" and self._in_loop is not None:
+            raise ValueError("in-loop crossbar simulation runs on the numba backend only")
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         batch = self.to_events(x)
@@ -206,6 +211,12 @@ class LSM:
         c = self.config
         e_lo, e_hi = batch.offsets[lo], batch.offsets[hi]
         offsets = batch.offsets[lo:hi + 1] - e_lo
+        if self._in_loop is not None:
+            self._in_loop.encode(offsets, batch.bins[e_lo:e_hi], batch.channels[e_lo:e_hi],
+                                 c.n_bins, np.float32(c.decay), np.float32(c.v_th),
+                                 RESET_CODES[c.reset], counts[lo:hi],
+                                 spikes[lo:hi] if spikes.shape[0] else spikes, sample_offset=lo)
+            return
         lif_events(offsets, batch.bins[e_lo:e_hi], batch.channels[e_lo:e_hi], c.n_bins,
                    *self._in_ops, *self._rec_ops, np.float32(c.decay), np.float32(c.v_th),
                    RESET_CODES[c.reset], counts[lo:hi],

@@ -11,6 +11,7 @@ Sources here: :class:`GaussianWeights` (the paper's software baseline) and :clas
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ __all__ = [
     "WeightSource",
     "GaussianWeights",
     "ArrayWeights",
+    "CrossbarWeights",
+    "InLoopCrossbar",
     "DIFFERENTIAL_SIGMA_US",
     "as_weight_source",
 ]
@@ -47,11 +50,15 @@ class WeightSet:
         ``w_rec[j, i]`` is the weight from neuron ``j`` to neuron ``i``.
     provenance : dict
         JSON-serialisable description of the source and its settings.
+    in_loop : InLoopCrossbar or None
+        When set, the LSM computes every bin's multiplies through this simulated crossbar
+        instead of with ``w_in`` / ``w_rec``.
     """
 
     w_in: np.ndarray
     w_rec: np.ndarray
     provenance: dict = field(default_factory=dict)
+    in_loop: Any = None
 
     def fingerprint(self) -> str:
         """SHA-256 of both matrices' bytes and shapes: equal iff the weights are bit-identical."""
@@ -186,3 +193,190 @@ def as_weight_source(weights: Any) -> WeightSource:
         "weights must be a WeightSource (with a build(config) method), a (w_in, w_rec) pair of "
         f"arrays, or None; got {type(weights).__name__}"
     )
+
+
+# ---------------------------------------------------------------------- RRAM crossbar
+def _clipped_normal_variance(c: float | None) -> float:
+    """E[clip(Z, -c, c)^2] for a standard normal Z (1 without clipping)."""
+    if c is None:
+        return 1.0
+    from scipy.stats import norm
+
+    tail = norm.sf(c)
+    return (1.0 - 2.0 * tail) - 2.0 * c * norm.pdf(c) + 2.0 * c * c * tail
+
+
+@dataclass(frozen=True)
+class InLoopCrossbar:
+    """Everything the in-loop kernel needs: effective conductances and periphery constants.
+
+    Built by :class:`CrossbarWeights` with ``in_loop=True``; the LSM hands its batches to
+    :meth:`encode` instead of the static-weight kernel.
+    """
+
+    g_in: np.ndarray
+    g_rec: np.ndarray
+    m2_in: np.ndarray
+    m2_rec: np.ndarray
+    v_read: float
+    noise_scale: float
+    adc_scale: float
+    adc_off: float
+    max_code: float
+    gain_in: float
+    gain_rec: float
+    seed: int
+
+    def encode(self, offsets, bins, channels, n_bins, decay, v_th, reset_mode, counts, spikes,
+               sample_offset: int) -> None:
+        from lsm.kernels import lif_events_crossbar
+
+        f = np.float32
+        lif_events_crossbar(offsets, bins, channels, n_bins, self.g_in, self.g_rec,
+                            self.m2_in, self.m2_rec, f(self.v_read),
+                            f(self.noise_scale), f(self.adc_scale), f(self.adc_off),
+                            f(self.max_code), f(self.gain_in), f(self.gain_rec),
+                            np.uint64(self.seed), int(sample_offset), decay, v_th, reset_mode,
+                            counts, spikes)
+
+
+@dataclass(frozen=True)
+class CrossbarWeights:
+    """Weights from a simulated RRAM crossbar whose stochastic forming makes the randomness.
+
+    ``build`` places ``W_in`` and ``W_rec`` on a fresh :class:`~lsm.crossbar.CrossbarArray` as
+    differential pairs (:class:`~lsm.crossbar.DifferentialMapping`), forms the block with
+    ``form_pulse`` (cells of pairs masked out by ``p_in`` / ``p_rec`` < 1 are left unformed),
+    lets ``read_time_s`` pass (drift), reads the map once and converts it:
+    ``w = const * (G+ - G-) / g_unit_us``. That static map is what the paper used.
+
+    With ``in_loop=True`` the same programmed array also computes every bin's matrix-vector
+    products during encoding: fresh read noise on every multiply and ADC quantisation of every
+    column (see :func:`lsm.kernels.lif_events_crossbar`); the static weights are still returned
+    for reference.
+
+    Parameters
+    ----------
+    device : DeviceParams
+        Cell physics (default: the paper's macro, 6.8 uS spread after forming).
+    array_rows, array_cols : int
+        Array size (default 512 x 512).
+    form_pulse : Pulse
+        Pulse that forms the random state (default 3 V, 1 us, 100 uA).
+    v_read : float
+        Read voltage, V (default 0.2).
+    read_time_s : float
+        Time between programming and reading, s (default 1).
+    g_unit_us : float
+        Conductance that maps to weight ``const`` (default 1 uS, so the paper's const 0.07
+        multiplies microsiemens).
+    seed : int or None
+        Seed of the array (faults, drift, forming, reads); None uses ``config.seed``.
+    in_loop : bool
+        Compute the reservoir's multiplies through the crossbar (numba backend only).
+    readout : Readout
+        TIA and ADC used in the loop (default 14 bits, 400 uA full scale).
+    ir_drop : IRDrop
+        First-order IR drop in the loop (default off).
+    """
+
+    device: Any = None
+    array_rows: int = 512
+    array_cols: int = 512
+    form_pulse: Any = None
+    v_read: float = 0.2
+    read_time_s: float = 1.0
+    g_unit_us: float = 1.0
+    seed: int | None = None
+    in_loop: bool = False
+    readout: Any = None
+    ir_drop: Any = None
+
+    def __post_init__(self) -> None:
+        from lsm.crossbar import DeviceParams, IRDrop, Pulse, Readout
+
+        defaults = {"device": DeviceParams(), "form_pulse": Pulse.form(), "readout": Readout(),
+                    "ir_drop": IRDrop()}
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        for name, typ in (("device", DeviceParams), ("form_pulse", Pulse),
+                          ("readout", Readout), ("ir_drop", IRDrop)):
+            if not isinstance(getattr(self, name), typ):
+                raise TypeError(f"CrossbarWeights.{name} must be a {typ.__name__}")
+        if self.form_pulse.kind != "form":
+            raise ValueError("CrossbarWeights.form_pulse must be a FORM pulse")
+        for name in ("v_read", "g_unit_us"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"CrossbarWeights.{name} must be finite and > 0, got {v}")
+        if not (math.isfinite(self.read_time_s) and self.read_time_s >= 0):
+            raise ValueError(f"CrossbarWeights.read_time_s must be >= 0, got {self.read_time_s}")
+
+    def build(self, config: LSMConfig) -> WeightSet:
+        from lsm.crossbar import CrossbarArray, DifferentialMapping
+
+        seed = config.seed if self.seed is None else int(self.seed)
+        mapping = DifferentialMapping(config.n_inputs, config.n_neurons, self.array_rows,
+                                      self.array_cols)
+        array = CrossbarArray(self.array_rows, self.array_cols, self.device, seed=seed)
+        # which pairs exist (connection probability); independent of the array's own streams
+        g_min, g_mrec = (np.random.default_rng(s) for s in
+                         np.random.SeedSequence([seed, 1]).spawn(2))
+        n_in, n = config.n_inputs, config.n_neurons
+        keep_in = (g_min.random((n_in, n)) < config.p_in) if config.p_in < 1 else \
+            np.ones((n_in, n), bool)
+        keep_rec = (g_mrec.random((n, n)) < config.p_rec) if config.p_rec < 1 else \
+            np.ones((n, n), bool)
+        pairs = np.vstack([keep_in, keep_rec])
+        rr, cc = np.nonzero(np.hstack([pairs, pairs]))
+        region = mapping.region
+        array.program(rr + region.row_start, cc + region.col_start, self.form_pulse)
+        array.advance(self.read_time_s)
+        g_map = array.read_region(region, self.v_read)
+        w_in, w_rec = mapping.weights(g_map, config.w_in_const, config.w_rec_const,
+                                      self.g_unit_us)
+        w_in *= keep_in
+        w_rec *= keep_rec
+        w_in, w_rec = check_weights(w_in, w_rec, config, "CrossbarWeights")
+        formed = array.conductance(region.rows[:, None], region.cols[None, :])[
+            np.hstack([pairs, pairs])]
+        provenance = {
+            "source": "crossbar", "seed": seed, "device": self.device.to_dict(),
+            "form_pulse": dataclasses.asdict(self.form_pulse), "v_read": self.v_read,
+            "read_time_s": self.read_time_s, "g_unit_us": self.g_unit_us,
+            "array": [self.array_rows, self.array_cols], "mapping": mapping.report(),
+            "w_in_const": config.w_in_const, "w_rec_const": config.w_rec_const,
+            "p_in": config.p_in, "p_rec": config.p_rec, "in_loop": self.in_loop,
+            "conductance_us": {"mean": float(formed.mean()), "std": float(formed.std())},
+        }
+        in_loop = None
+        if self.in_loop:
+            provenance["readout"] = dataclasses.asdict(self.readout)
+            provenance["ir_drop"] = dataclasses.asdict(self.ir_drop)
+            in_loop = self._in_loop(array, mapping, config, seed)
+        return WeightSet(w_in, w_rec, provenance, in_loop=in_loop)
+
+    def _in_loop(self, array, mapping, config: LSMConfig, seed: int) -> InLoopCrossbar:
+        region = mapping.region
+        g = array.conductance(region.rows[:, None], region.cols[None, :])
+        att = self.ir_drop.attenuation(region.rows, region.cols, *array.shape)
+        g_eff = self.device.read.current_ua(g, self.v_read * att) / self.v_read
+        n_in = config.n_inputs
+        g_in = np.ascontiguousarray(g_eff[:n_in], dtype=np.float32)
+        g_rec = np.ascontiguousarray(g_eff[n_in:], dtype=np.float32)
+        rp = self.device.read
+        noise = self.v_read * rp.read_noise_rel * math.sqrt(
+            _clipped_normal_variance(rp.read_noise_clip))
+        ro = self.readout
+        adc_scale = (ro.r_tia_kohm / 1000.0) / ro.lsb_v  # codes per uA
+        return InLoopCrossbar(
+            g_in=g_in, g_rec=g_rec,
+            m2_in=(g_in.astype(np.float64) ** 2).mean(0).astype(np.float32),
+            m2_rec=(g_rec.astype(np.float64) ** 2).mean(0).astype(np.float32),
+            v_read=self.v_read, noise_scale=noise, adc_scale=adc_scale,
+            adc_off=ro.v_min / ro.lsb_v, max_code=float(ro.max_code),
+            gain_in=config.w_in_const / self.g_unit_us,
+            gain_rec=config.w_rec_const / self.g_unit_us,
+            seed=int(np.random.SeedSequence([seed, 2]).generate_state(1, np.uint64)[0]),
+        )

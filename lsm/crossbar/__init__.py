@@ -1,0 +1,30 @@
+"""Simulated resistive-memory crossbar: device physics, array, periphery, weight mapping.
+
+Independent of the LSM (it imports nothing from the reservoir), so that the lab emulator can run
+on it too.
+"""
+
+from lsm.crossbar.array import (
+    STUCK_HRS,
+    STUCK_LRS,
+    STUCK_NONE,
+    CrossbarArray,
+    Region,
+    VerifyResult,
+)
+from lsm.crossbar.device import (
+    DeviceParams,
+    DriftParams,
+    FaultParams,
+    ProgrammingParams,
+    Pulse,
+    ReadParams,
+)
+from lsm.crossbar.mapping import DifferentialMapping
+from lsm.crossbar.peripherals import InputDAC, IRDrop, Readout
+
+__all__ = [
+    "CrossbarArray", "Region", "VerifyResult", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS",
+    "DeviceParams", "ProgrammingParams", "ReadParams", "DriftParams", "FaultParams", "Pulse",
+    "DifferentialMapping", "InputDAC", "Readout", "IRDrop",
+]
