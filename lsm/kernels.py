@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["RESET_ZERO", "RESET_SUBTRACT", "RESET_NONE", "RESET_CODES", "lif_events",
-           "lif_events_crossbar", "hash_normal"]
+           "lif_events_crossbar", "crossbar_multiply", "hash_normal"]
 
 RESET_ZERO = 0
 RESET_SUBTRACT = 1
@@ -382,3 +382,19 @@ def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_
                              m2_in, m2_rec, v_read, noise_scale, adc_scale, adc_off,
                              max_code, gain_in, gain_rec, key0, decay, v_th, reset_mode,
                              counts[s], spikes[s] if record else no_spikes)
+
+
+@njit(nogil=True, cache=True)
+def crossbar_multiply(acc_us, m2_in, k_in, m2_rec, k_rec, keys, v_read, noise_scale, adc_scale,
+                      adc_off, max_code, gain):
+    """One in-loop multiply, repeated for each noise key: the differential currents (in weight
+    units) that :func:`lif_events_crossbar` feeds the membranes for summed conductances
+    ``acc_us`` (2n,). For tests and the ``lsm crossbar vmm-error`` sweep."""
+    n = acc_us.shape[0] // 2
+    out = np.zeros((keys.shape[0], n), np.float32)
+    acc = np.empty_like(acc_us)
+    for r in range(keys.shape[0]):
+        acc[:] = acc_us
+        _adc_differential(acc, m2_in, k_in, m2_rec, k_rec, keys[r], v_read, noise_scale,
+                          adc_scale, adc_off, max_code, gain, out[r])
+    return out
