@@ -3,6 +3,8 @@
     lsm bench encode [--quick] [--json]       backend throughput, side by side
     lsm encode INPUT.npz --out FEATURES.npz   events -> reservoir features
     lsm config [--preset nmnist|ntidigits]    print a config as TOML
+    lsm crossbar sample [--json]              programmed conductance statistics + histogram
+    lsm crossbar vmm-error [--json]           multiply error vs read noise and ADC bits
 """
 
 from __future__ import annotations
@@ -106,6 +108,65 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_crossbar_sample(args: argparse.Namespace) -> int:
+    from lsm.crossbar import (
+        CrossbarArray,
+        DeviceParams,
+        FaultParams,
+        ProgrammingParams,
+        Pulse,
+        Region,
+    )
+    from lsm.crossbar.analysis import conductance_stats
+    from lsm.plots import conductance_histogram
+
+    try:
+        dev = DeviceParams(programming=ProgrammingParams(distribution=args.distribution),
+                           faults=FaultParams(p_stuck_hrs=args.p_stuck_hrs,
+                                              p_stuck_lrs=args.p_stuck_lrs))
+        pulse = Pulse.form(args.amplitude_v, args.width_ns, args.compliance_ua)
+        arr = CrossbarArray(args.rows, args.cols, dev, seed=args.seed)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    region = Region(0, args.rows, 0, args.cols)
+    arr.program_random(region, pulse)
+    stats = conductance_stats(arr, region)
+    mean, std = dev.programming.form_stats(pulse)
+    stats.update({"configured_mean_us": mean, "configured_std_us": std,
+                  "pulse": {"amplitude_v": pulse.amplitude_v, "width_ns": pulse.width_ns,
+                            "compliance_ua": pulse.compliance_ua},
+                  "distribution": args.distribution, "seed": args.seed})
+    png = conductance_histogram(arr.conductance(*region.cells()), args.out,
+                                title=f"{args.rows} x {args.cols} array after FORM "
+                                      f"({args.distribution})", stats=stats)
+    stats["png"] = str(png)
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        for k, v in stats.items():
+            print(f"{k:>22}: {v}")
+    return 0
+
+
+def _cmd_crossbar_vmm_error(args: argparse.Namespace) -> int:
+    from lsm.crossbar.analysis import vmm_error_sweep
+    from lsm.plots import vmm_error_plot
+
+    result = vmm_error_sweep(n_vectors=args.vectors, seed=args.seed,
+                             progress=not args.no_progress)
+    result["png"] = str(vmm_error_plot(result, args.out))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        noise = result["read_noise_rel"]
+        print("relative RMS error of x @ (G+ - G-) in %, rows: ADC bits, columns: read noise")
+        print(f"{'bits':>6} " + " ".join(f"{100 * n:>8.2f}%" for n in noise))
+        for bits, errs in zip(result["adc_bits"], result["relative_rms_error"], strict=True):
+            print(f"{bits:>6} " + " ".join(f"{100 * e:>9.4f}" for e in errs))
+        print(f"plot: {result['png']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lsm", description="Liquid state machines on RRAM weights.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -134,6 +195,31 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--no-progress", action="store_true")
     config_args(enc)
     enc.set_defaults(func=_cmd_encode)
+
+    xb = sub.add_parser("crossbar", help="the simulated RRAM crossbar")
+    xb_sub = xb.add_subparsers(dest="crossbar_command", required=True)
+    smp = xb_sub.add_parser("sample", help="form an array; print conductance statistics; "
+                                           "save a histogram PNG")
+    smp.add_argument("--rows", type=int, default=512)
+    smp.add_argument("--cols", type=int, default=512)
+    smp.add_argument("--seed", type=int, default=0)
+    smp.add_argument("--distribution", choices=["gaussian", "lognormal"], default="gaussian")
+    smp.add_argument("--amplitude-v", type=float, default=3.0, help="FORM amplitude, V")
+    smp.add_argument("--width-ns", type=float, default=1000.0, help="FORM width, ns")
+    smp.add_argument("--compliance-ua", type=float, default=100.0, help="compliance, uA")
+    smp.add_argument("--p-stuck-hrs", type=float, default=0.0)
+    smp.add_argument("--p-stuck-lrs", type=float, default=0.0)
+    smp.add_argument("--out", default="crossbar_conductance.png", help="histogram PNG")
+    smp.add_argument("--json", action="store_true")
+    smp.set_defaults(func=_cmd_crossbar_sample)
+    ve = xb_sub.add_parser("vmm-error", help="sweep read noise and ADC bits; plot the multiply "
+                                             "error against an ideal matmul")
+    ve.add_argument("--vectors", type=int, default=200, help="random input vectors per point")
+    ve.add_argument("--seed", type=int, default=0)
+    ve.add_argument("--out", default="crossbar_vmm_error.png")
+    ve.add_argument("--json", action="store_true")
+    ve.add_argument("--no-progress", action="store_true")
+    ve.set_defaults(func=_cmd_crossbar_vmm_error)
 
     cf = sub.add_parser("config", help="print an LSMConfig as TOML")
     config_args(cf)

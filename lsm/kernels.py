@@ -266,17 +266,20 @@ def _adc_differential(acc, m2_in, k_in, m2_rec, k_rec, key, v_read, noise_scale,
     """
     n2 = acc.shape[0]
     n = n2 // 2
-    fk_in = np.float32(k_in)
-    fk_rec = np.float32(k_rec)
     zero = np.float32(0.0)
     half = np.float32(0.5)
+    # separate loops: each one vectorises on its own
     for j in range(n2):
-        i_ua = v_read * acc[j]
-        if noise_scale > zero:
+        acc[j] *= v_read
+    if noise_scale > zero:
+        fk_in = np.float32(k_in)
+        fk_rec = np.float32(k_rec)
+        for j in range(n2):
             h = _hash64((key + np.uint64(j)) * _GOLDEN)
             sd = noise_scale * np.sqrt(fk_in * m2_in[j] + fk_rec * m2_rec[j])
-            i_ua += sd * _normal_from_hash(h)
-        code = np.floor(i_ua * adc_scale - adc_off + half)
+            acc[j] += sd * _normal_from_hash(h)
+    for j in range(n2):
+        code = np.floor(acc[j] * adc_scale - adc_off + half)
         code = min(max(code, zero), max_code)
         acc[j] = (code + adc_off) / adc_scale
     g = gain / v_read

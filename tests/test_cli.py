@@ -97,3 +97,39 @@ def test_console_script_bench_json():
     assert row["ratio_vs_torch"] == pytest.approx(
         row["numba_samples_per_s"] / row["torch_samples_per_s"])
     assert row["spike_agreement"] >= 0.999
+    assert row["in_loop_slowdown"] == pytest.approx(
+        row["crossbar_static_samples_per_s"] / row["crossbar_in_loop_samples_per_s"])
+
+
+def test_crossbar_sample_json_and_png(tmp_path, capsys):
+    png = tmp_path / "hist.png"
+    assert main(["crossbar", "sample", "--rows", "128", "--cols", "128", "--json",
+                 "--out", str(png)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["cells"] == 128 * 128 and stats["fraction_stuck"] == 0
+    assert abs(stats["std_us"] - stats["configured_std_us"]) < 0.2  # 16k cells: SE 0.04 uS
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["crossbar", "sample", "--rows", "128", "--cols", "128", "--json",
+                 "--p-stuck-hrs", "0.01", "--out", str(png)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert abs(stats["fraction_stuck"] - 0.01) < 5 * np.sqrt(0.01 * 0.99 / 128 ** 2)
+
+
+def test_crossbar_sample_bad_pulse(tmp_path, capsys):
+    assert main(["crossbar", "sample", "--width-ns", "-5", "--out",
+                 str(tmp_path / "h.png")]) == 2
+    assert "Pulse.width_ns" in capsys.readouterr().err
+    assert not (tmp_path / "h.png").exists()
+
+
+def test_crossbar_vmm_error_sweep(tmp_path, capsys):
+    png = tmp_path / "err.png"
+    assert main(["crossbar", "vmm-error", "--vectors", "20", "--json", "--no-progress",
+                 "--out", str(png)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    err = np.array(r["relative_rms_error"])  # [bits][noise]
+    assert err.shape == (len(r["adc_bits"]), len(r["read_noise_rel"]))
+    # more ADC bits never hurt much, more read noise never helps: the sweep is monotone
+    assert err[0, 0] > 10 * err[-1, 0]
+    assert np.all(np.diff(err[-1]) > 0)
+    assert png.exists()

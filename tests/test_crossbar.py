@@ -19,8 +19,8 @@ from lsm.crossbar import (
     IRDrop,
     ProgrammingParams,
     Pulse,
-    ReadParams,
     Readout,
+    ReadParams,
     Region,
 )
 

@@ -108,7 +108,8 @@ class IRDrop:
     """First-order IR drop: the voltage a cell sees falls linearly with its distance from the
     word-line driver (column index) and from the bit-line sense amplifier (row index)::
 
-        V_cell[i, j] = V_row[i] * (1 - drop_frac * (j / (cols - 1) + (rows - 1 - i) / (rows - 1)) / 2)
+        V_cell[i, j] = V_row[i] * (1 - drop_frac * (j / (cols - 1) + (rows - 1 - i) / (rows - 1))
+                                   / 2)
 
     Parameters
     ----------

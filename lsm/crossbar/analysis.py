@@ -1,0 +1,76 @@
+"""Summaries of a programmed array and of the multiply's error budget (for `lsm crossbar`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from lsm.crossbar.array import STUCK_HRS, STUCK_LRS, CrossbarArray, Region
+from lsm.crossbar.device import DeviceParams, Pulse
+from lsm.crossbar.mapping import DifferentialMapping
+from lsm.crossbar.peripherals import InputDAC, Readout
+
+__all__ = ["conductance_stats", "vmm_error_sweep"]
+
+
+def conductance_stats(array: CrossbarArray, region: Region) -> dict:
+    """Statistics of the noise-free conductance of ``region`` now (uS)."""
+    array.check_region(region)
+    r, c = region.cells()
+    g = array.conductance(r, c)
+    stuck = array.stuck[r, c]
+    return {"cells": int(g.size), "mean_us": float(g.mean()), "std_us": float(g.std()),
+            "min_us": float(g.min()), "max_us": float(g.max()),
+            "fraction_formed": float(array.formed[r, c].mean()),
+            "fraction_stuck": float((stuck != 0).mean()),
+            "fraction_stuck_hrs": float((stuck == STUCK_HRS).mean()),
+            "fraction_stuck_lrs": float((stuck == STUCK_LRS).mean())}
+
+
+def vmm_error_sweep(read_noise_rel=(0.0, 0.0015, 0.005, 0.01, 0.02),
+                    adc_bits=(6, 8, 10, 12, 14), n_inputs: int = 256, n_neurons: int = 200,
+                    activity: float = 0.05, n_vectors: int = 200, v_read: float = 0.2,
+                    device: DeviceParams | None = None, seed: int = 0,
+                    progress: bool = True) -> dict:
+    """Error of the differential crossbar multiply against the ideal ``x @ (G+ - G-)``.
+
+    The LSM's block (``n_inputs + n_neurons`` rows, ``2 n_neurons`` columns) is formed once;
+    for each read-noise level and ADC resolution, ``n_vectors`` random binary inputs with the
+    given activity are multiplied in the array (per-cell noise on every read, TIA, ADC) and
+    compared with the noise-free product.
+
+    Returns
+    -------
+    dict with ``relative_rms_error[bits][noise]`` = rms(error) / rms(ideal).
+    """
+    from tqdm.auto import tqdm
+
+    device = device if device is not None else DeviceParams()
+    m = DifferentialMapping(n_inputs, n_neurons)
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n_vectors, m.rows_needed)) < activity).astype(np.uint8)
+    rows, cols = m.region.rows, m.region.cols
+    errors = np.zeros((len(adc_bits), len(read_noise_rel)))
+    bar = tqdm(total=errors.size, desc="vmm-error", disable=not progress, leave=False)
+    ideal = None
+    for j, noise in enumerate(read_noise_rel):
+        dev = dataclasses.replace(device, read=dataclasses.replace(device.read,
+                                                                   read_noise_rel=noise))
+        arr = CrossbarArray(device=dev, seed=seed)
+        arr.program(*m.region.cells(), Pulse.form())
+        g = arr.conductance(rows[:, None], cols[None, :])
+        n = n_neurons
+        if ideal is None:
+            ideal = x @ (g[:, :n] - g[:, n:])
+        for i, bits in enumerate(adc_bits):
+            ro = Readout(bits=bits)
+            codes = arr.vmm(rows, cols, x, dac=InputDAC(v_read), readout=ro)
+            cur = ro.currents(codes) / v_read
+            err = (cur[:, :n] - cur[:, n:]) - ideal
+            errors[i, j] = np.sqrt(np.mean(err ** 2)) / np.sqrt(np.mean(ideal ** 2))
+            bar.update(1)
+    bar.close()
+    return {"read_noise_rel": list(map(float, read_noise_rel)), "adc_bits": list(adc_bits),
+            "relative_rms_error": errors.tolist(), "rows": m.rows_needed, "cols": n_neurons,
+            "activity": activity, "n_vectors": n_vectors, "v_read": v_read, "seed": seed}
