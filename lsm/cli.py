@@ -3,6 +3,10 @@
     lsm bench encode [--quick] [--json]       backend throughput, side by side
     lsm encode INPUT.npz --out FEATURES.npz   events -> reservoir features
     lsm config [--preset nmnist|ntidigits]    print a config as TOML
+    lsm encode --dataset nmnist --root DIR    dataset -> preprocessing -> LSM -> features
+    lsm data make-twin nmnist --out DIR       offline twins in the real on-disk formats
+    lsm data info PATH                        counts, events, durations + a PNG of samples
+    lsm data download nmnist --root DIR       fetch a real dataset (checksummed)
     lsm crossbar sample [--json]              programmed conductance statistics + histogram
     lsm crossbar vmm-error [--json]           multiply error vs read noise and ADC bits
 """
@@ -45,7 +49,8 @@ def _load_config(args: argparse.Namespace):
         except ValueError as exc:
             raise CLIError(str(exc)) from None
     else:
-        cfg = LSMConfig.ntidigits() if args.preset == "ntidigits" else LSMConfig.nmnist()
+        preset = args.preset or getattr(args, "dataset", None) or "nmnist"
+        cfg = LSMConfig.ntidigits() if preset == "ntidigits" else LSMConfig.nmnist()
     if getattr(args, "seed", None) is not None:
         cfg = cfg.replace(seed=args.seed)
     return cfg
@@ -88,6 +93,10 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from lsm._io import atomic_savez
     from lsm.reservoir import LSM
 
+    if args.dataset:
+        return _encode_dataset(args)
+    if not args.input:
+        raise CLIError("give an input .npz, or --dataset nmnist|ntidigits with --root")
     cfg = _load_config(args)
     events, labels = _read_inputs(Path(args.input), cfg)
     lsm = LSM(cfg, backend=args.backend)
@@ -99,6 +108,106 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     atomic_savez(args.out, **out)
     print(f"wrote {args.out}: features {feats.shape} {feats.dtype} "
           f"({len(events)} samples, {events.n_events} events, weights {lsm.provenance['source']})")
+    return 0
+
+
+def _encode_dataset(args: argparse.Namespace) -> int:
+    from lsm._io import atomic_savez
+    from lsm.data import (
+        BadSampleError,
+        DownloadError,
+        download_nmnist,
+        download_ntidigits,
+        encode_dataset,
+        nmnist,
+        nmnist_preprocessing,
+        ntidigits,
+        ntidigits_preprocessing,
+    )
+    from lsm.reservoir import LSM
+
+    if not args.root:
+        raise CLIError("--dataset needs --root (N-MNIST folder, or N-TIDIGITS .hdf5 file)")
+    if args.config is None and args.preset is None:
+        args.preset = args.dataset
+    cfg = _load_config(args)
+    root = Path(args.root)
+    try:
+        if args.dataset == "nmnist":
+            if args.download and not (root / ("Train" if args.split == "train" else "Test")
+                                      ).is_dir():
+                download_nmnist(root, splits=(args.split,))
+            ds = nmnist(root, args.split, on_bad_sample=args.on_bad_sample)
+            pre = nmnist_preprocessing(n_bins=cfg.n_bins)
+        else:
+            if args.download and not root.exists():
+                root = download_ntidigits(root.parent if root.suffix else root)
+            ds = ntidigits(root, args.split, on_bad_sample=args.on_bad_sample)
+            pre = ntidigits_preprocessing(n_bins=cfg.n_bins)
+        lsm = LSM(cfg, backend=args.backend)
+        enc = encode_dataset(ds, pre, lsm, features=args.features, cache=args.cache,
+                             on_bad_sample=args.on_bad_sample, progress=not args.no_progress)
+    except (FileNotFoundError, BadSampleError, DownloadError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    atomic_savez(args.out, features=enc.features, labels=enc.labels,
+                 sample_ids=np.array(enc.sample_ids, dtype=str),
+                 config_toml=np.array(cfg.to_toml()),
+                 provenance_json=np.array(json.dumps(lsm.provenance)),
+                 preprocessing_json=np.array(json.dumps(pre.describe(), default=str)))
+    print(f"wrote {args.out}: features {enc.features.shape} from {len(enc.labels)} samples of "
+          f"{args.dataset} {args.split}"
+          + (" (cache hit)" if enc.cache_hit else "")
+          + (f"; skipped {len(enc.skipped)} bad samples" if enc.skipped else ""))
+    for sid, reason in enc.skipped[:10]:
+        print(f"  skipped {sid}: {reason}", file=sys.stderr)
+    return 0
+
+
+def _cmd_data_make_twin(args: argparse.Namespace) -> int:
+    try:
+        if args.kind == "nmnist":
+            from lsm.data.twin_nmnist import make_nmnist_twin
+
+            summary = make_nmnist_twin(args.out, n_train=args.train, n_test=args.test,
+                                       seed=args.seed, progress=not args.no_progress)
+        else:
+            from lsm.data.twin_ntidigits import make_ntidigits_twin
+
+            summary = make_ntidigits_twin(args.out, n_speakers=args.speakers, takes=args.takes,
+                                          seed=args.seed, progress=not args.no_progress)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from lsm.data import BadSampleError
+    from lsm.data.info import dataset_info, open_dataset, plot_samples
+
+    try:
+        ds = open_dataset(args.path, args.split, on_bad_sample="skip")
+    except (FileNotFoundError, ValueError, BadSampleError) as exc:
+        raise CLIError(str(exc)) from None
+    info = dataset_info(ds, progress=not args.no_progress)
+    info["png"] = str(plot_samples(ds, args.out))
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for k, v in info.items():
+            print(f"{k:>18}: {v}")
+    return 0
+
+
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from lsm.data import DownloadError, download_nmnist, download_ntidigits
+
+    try:
+        where = (download_nmnist(args.root) if args.kind == "nmnist"
+                 else download_ntidigits(args.root))
+    except DownloadError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"downloaded to {where}")
     return 0
 
 
@@ -182,13 +291,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     def config_args(sp):
         sp.add_argument("--config", help="LSMConfig TOML file (see `lsm config`)")
-        sp.add_argument("--preset", choices=["nmnist", "ntidigits"], default="nmnist",
-                        help="paper settings to start from when no --config is given")
+        sp.add_argument("--preset", choices=["nmnist", "ntidigits"], default=None,
+                        help="paper settings to start from when no --config is given "
+                             "(default: the dataset's, else nmnist)")
         sp.add_argument("--seed", type=int, help="override the config's seed")
 
-    enc = sub.add_parser("encode", help="encode events from an .npz into reservoir features")
-    enc.add_argument("input", help=".npz with 'raster' or 'offsets','bins','channels' "
-                                   "(and optional 'labels')")
+    enc = sub.add_parser("encode", help="encode events (an .npz, or a dataset) into reservoir "
+                                        "features")
+    enc.add_argument("input", nargs="?", help=".npz with 'raster' or 'offsets','bins','channels'"
+                                              " (and optional 'labels')")
+    enc.add_argument("--dataset", choices=["nmnist", "ntidigits"],
+                     help="encode a dataset split instead of an .npz")
+    enc.add_argument("--root", help="N-MNIST folder (Train/, Test/) or N-TIDIGITS .hdf5 file")
+    enc.add_argument("--split", choices=["train", "test"], default="train")
+    enc.add_argument("--download", action="store_true",
+                     help="fetch the real dataset into --root when it is not there")
+    enc.add_argument("--cache", help="feature cache folder (keyed by data, preprocessing, "
+                                     "config and weights)")
+    enc.add_argument("--on-bad-sample", choices=["error", "skip"], default="error")
     enc.add_argument("--out", required=True, help="output .npz (written atomically)")
     enc.add_argument("--features", choices=["rates", "counts", "binned"], default="rates")
     enc.add_argument("--backend", choices=["numba", "torch"], default="numba")
@@ -220,6 +340,31 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--json", action="store_true")
     ve.add_argument("--no-progress", action="store_true")
     ve.set_defaults(func=_cmd_crossbar_vmm_error)
+
+    data = sub.add_parser("data", help="datasets: offline twins, info, download")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    mt = data_sub.add_parser("make-twin", help="write an offline twin in the real format")
+    mt.add_argument("kind", choices=["nmnist", "ntidigits"])
+    mt.add_argument("--out", required=True, help="folder (nmnist) or .hdf5 file (ntidigits)")
+    mt.add_argument("--train", type=int, default=600, help="nmnist: training digits")
+    mt.add_argument("--test", type=int, default=200, help="nmnist: test digits")
+    mt.add_argument("--speakers", type=int, default=40, help="ntidigits: synthetic speakers")
+    mt.add_argument("--takes", type=int, default=1, help="ntidigits: repetitions per word")
+    mt.add_argument("--seed", type=int, default=0)
+    mt.add_argument("--no-progress", action="store_true")
+    mt.set_defaults(func=_cmd_data_make_twin)
+    di = data_sub.add_parser("info", help="per-class counts, events per sample, durations; "
+                                          "PNG of a few samples")
+    di.add_argument("path", help="N-MNIST folder or N-TIDIGITS .hdf5 file")
+    di.add_argument("--split", choices=["train", "test"], default="train")
+    di.add_argument("--out", default="dataset_samples.png")
+    di.add_argument("--json", action="store_true")
+    di.add_argument("--no-progress", action="store_true")
+    di.set_defaults(func=_cmd_data_info)
+    dl = data_sub.add_parser("download", help="fetch a real dataset (MD5-checked)")
+    dl.add_argument("kind", choices=["nmnist", "ntidigits"])
+    dl.add_argument("--root", required=True)
+    dl.set_defaults(func=_cmd_data_download)
 
     cf = sub.add_parser("config", help="print an LSMConfig as TOML")
     config_args(cf)

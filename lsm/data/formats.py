@@ -1,0 +1,155 @@
+"""The two datasets' on-disk formats: reading (through tonic) with validation, and writing.
+
+N-MNIST: one ``.bin`` file per sample in ``Train/<digit>/`` and ``Test/<digit>/``; each event is
+40 bits, big-endian fields: x (8 bits), y (8 bits), polarity (1 bit), timestamp in us (23 bits).
+tonic's :func:`tonic.io.read_mnist_file` decodes it (a record with y = 240 marks a timestamp
+overflow of 2**13 us; our writer never needs one below 2**23 us).
+
+N-TIDIGITS: one HDF5 file with, per split ``{train,test}``, a dataset ``<split>_labels`` of sample
+ids (``"<speaker>-<take>-<digits>"``, bytes) and the groups ``<split>_addresses`` (cochlea channel
+per event) and ``<split>_timestamps`` (seconds, float) with one dataset per sample id, as read by
+:class:`tonic.datasets.NTIDIGITS18`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["BadSampleError", "NMNIST_SENSOR", "NMNIST_DTYPE", "NTIDIGITS_DTYPE",
+           "read_nmnist_bin", "write_nmnist_bin", "read_ntidigits_sample",
+           "write_ntidigits_hdf5", "NTIDIGITS_CHANNELS"]
+
+NMNIST_SENSOR = (34, 34, 2)
+NTIDIGITS_CHANNELS = 64
+#: tonic's own N-MNIST event dtype
+NMNIST_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
+#: tonic's own N-TIDIGITS event dtype (t in us, x = cochlea channel)
+NTIDIGITS_DTYPE = np.dtype([("t", int), ("x", int), ("p", int)])
+
+
+class BadSampleError(ValueError):
+    """A sample that cannot be used; the message names the file, the sample and the field."""
+
+
+def read_nmnist_bin(path: str | os.PathLike) -> np.ndarray:
+    """Read one N-MNIST ``.bin`` file into a structured array (x, y, t, p).
+
+    Raises
+    ------
+    BadSampleError
+        Empty or truncated file (length not a multiple of 5 bytes), coordinates outside the
+        34 x 34 sensor, or timestamps that go backwards.
+    """
+    from tonic.io import read_mnist_file
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise BadSampleError(f"{path}: empty file (no events)")
+    if size % 5:
+        raise BadSampleError(f"{path}: truncated: {size} bytes is not a multiple of the 5-byte "
+                             "(40-bit) event")
+    ev = read_mnist_file(str(path), dtype=NMNIST_DTYPE)
+    if len(ev) == 0:
+        raise BadSampleError(f"{path}: no events (only overflow markers)")
+    w, h, _ = NMNIST_SENSOR
+    for field, n in (("x", w), ("y", h)):
+        bad = (ev[field] < 0) | (ev[field] >= n)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise BadSampleError(f"{path}: event {j}: {field} = {int(ev[field][j])} is outside "
+                                 f"the {w} x {h} sensor")
+    back = np.diff(ev["t"]) < 0
+    if back.any():
+        j = int(np.flatnonzero(back)[0]) + 1
+        raise BadSampleError(f"{path}: event {j}: timestamp {int(ev['t'][j])} us goes backwards "
+                             f"(previous {int(ev['t'][j - 1])} us)")
+    return ev
+
+
+def write_nmnist_bin(path: str | os.PathLike, events: np.ndarray) -> None:
+    """Write events (fields x, y, t in us, p) as an N-MNIST ``.bin`` file, atomically."""
+    from lsm._io import atomic_path
+
+    x = np.asarray(events["x"], dtype=np.int64)
+    y = np.asarray(events["y"], dtype=np.int64)
+    t = np.asarray(events["t"], dtype=np.int64)
+    p = np.asarray(events["p"], dtype=np.int64)
+    if len(x) and (x.min() < 0 or x.max() > 255 or y.min() < 0 or y.max() > 255
+                   or (y == 240).any()):
+        raise ValueError("x and y must be in [0, 255] and y != 240 (the overflow marker)")
+    if len(t) and (t.min() < 0 or t.max() >= 1 << 23):
+        raise ValueError("timestamps must be in [0, 2**23) us")
+    raw = np.empty((len(x), 5), dtype=np.uint8)
+    raw[:, 0] = x
+    raw[:, 1] = y
+    raw[:, 2] = ((p & 1) << 7) | ((t >> 16) & 0x7F)
+    raw[:, 3] = (t >> 8) & 0xFF
+    raw[:, 4] = t & 0xFF
+    with atomic_path(path) as tmp:
+        raw.tofile(tmp)
+
+
+def read_ntidigits_sample(h5, split: str, sample_id: str, source: str) -> np.ndarray:
+    """Events (t in us, x = channel, p = 1) of one sample of an open N-TIDIGITS file.
+
+    Raises
+    ------
+    BadSampleError
+        Missing datasets, mismatched lengths, channels outside [0, 64), timestamps going
+        backwards, or no events.
+    """
+    try:
+        x = np.asarray(h5[f"{split}_addresses"][sample_id])
+        t = np.asarray(h5[f"{split}_timestamps"][sample_id])
+    except KeyError:
+        raise BadSampleError(f"{source}: sample {sample_id!r}: no addresses/timestamps "
+                             f"dataset in {split}_addresses / {split}_timestamps") from None
+    if x.shape != t.shape or x.ndim != 1:
+        raise BadSampleError(f"{source}: sample {sample_id!r}: addresses {x.shape} and "
+                             f"timestamps {t.shape} differ")
+    if len(x) == 0:
+        raise BadSampleError(f"{source}: sample {sample_id!r}: no events")
+    bad = (x < 0) | (x >= NTIDIGITS_CHANNELS)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise BadSampleError(f"{source}: sample {sample_id!r}: event {j}: channel {int(x[j])} "
+                             f"is outside [0, {NTIDIGITS_CHANNELS})")
+    if not np.isfinite(t).all():
+        raise BadSampleError(f"{source}: sample {sample_id!r}: non-finite timestamp")
+    back = np.diff(t) < 0
+    if back.any():
+        j = int(np.flatnonzero(back)[0]) + 1
+        raise BadSampleError(f"{source}: sample {sample_id!r}: event {j}: timestamp "
+                             f"{float(t[j]):.6f} s goes backwards")
+    ev = np.empty(len(x), dtype=NTIDIGITS_DTYPE)
+    ev["t"] = np.round(t.astype(np.float64) * 1e6).astype(np.int64)
+    ev["x"] = x
+    ev["p"] = 1
+    return ev
+
+
+def write_ntidigits_hdf5(path: str | os.PathLike, splits: dict) -> None:
+    """Write an N-TIDIGITS-layout HDF5 file atomically.
+
+    ``splits`` maps "train"/"test" to a list of ``(sample_id, channels, timestamps_s)``.
+    """
+    import h5py
+
+    from lsm._io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for split, samples in splits.items():
+                ids = [s[0] for s in samples]
+                if len(set(ids)) != len(ids):
+                    raise ValueError(f"duplicate sample ids in split {split!r}")
+                f.create_dataset(f"{split}_labels", data=np.array([i.encode() for i in ids]))
+                ga = f.create_group(f"{split}_addresses")
+                gt = f.create_group(f"{split}_timestamps")
+                for sid, ch, ts in samples:
+                    ga.create_dataset(sid, data=np.asarray(ch, dtype=np.int64))
+                    gt.create_dataset(sid, data=np.asarray(ts, dtype=np.float64))
