@@ -18,9 +18,11 @@ fixed RMS level (the sensor's automatic gain).
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +140,8 @@ class Espeak:
         try:
             import espeakng_loader
         except ImportError:  # pragma: no cover - a declared dependency
-            raise RuntimeError("the N-TIDIGITS twin needs the PyPI package espeakng-loader")
+            raise RuntimeError("the N-TIDIGITS twin needs the PyPI package espeakng-loader"
+                               ) from None
         self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
         data = espeakng_loader.get_data_path().encode()
         self.lib.espeak_Initialize.restype = ctypes.c_int
@@ -194,10 +197,26 @@ def _speakers(n: int, rng: np.random.Generator) -> list[tuple[str, int, int]]:
     return [combos[i] for i in sorted(pick)]
 
 
+def _synthesise_chunk(chunk, cochlea: CochleaParams):
+    """Worker: speak and hear a list of ((speaker, take, label), (voice, rate, pitch))."""
+    tts = Espeak.get()
+    out = []
+    for (s, take, lab), (voice, rate, pitch) in chunk:
+        # takes differ slightly in rate and pitch, as a speaker's repetitions do
+        wave = tts.say(WORDS[lab], voice, rate + 6 * take, pitch + 3 * take)
+        ch, t = cochlea_events(wave.astype(np.float64), tts.fs, cochlea)
+        spk = voice.replace("-", "_").replace("+", "_") + f"_r{rate}_p{pitch}"
+        out.append(((s, take, lab), f"{spk}-{take}-{lab}", ch, t))
+    return out
+
+
 def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fraction: float = 0.25,
                         takes: int = 1, seed: int = 0,
-                        cochlea: CochleaParams = CochleaParams(), progress: bool = True) -> dict:
+                        cochlea: CochleaParams = CochleaParams(), progress: bool = True,
+                        workers: int | None = None) -> dict:
     """Write an N-TIDIGITS-layout HDF5 twin: every speaker says the 11 words ``takes`` times.
+
+    Synthesis and the cochlea run in ``workers`` spawned processes (default: all CPUs).
 
     Speakers are drawn (with ``seed``) from espeak-ng voices x variants x rates x pitches; a
     ``test_fraction`` of them form the test split. Sample ids are
@@ -205,6 +224,7 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     """
     from tqdm.auto import tqdm
 
+    workers = workers or os.cpu_count() or 1
     if n_speakers < 2:
         raise ValueError("n_speakers must be >= 2 (train and test need a speaker each)")
     if not 0 < test_fraction < 1:
@@ -213,20 +233,25 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     speakers = _speakers(n_speakers, rng)
     n_test = max(1, int(round(test_fraction * len(speakers))))
     test_idx = set(rng.choice(len(speakers), n_test, replace=False).tolist())
-    tts = Espeak.get()
-    splits: dict[str, list] = {"train": [], "test": []}
-    counts = []
     jobs = [(s, take, lab) for s in range(len(speakers)) for take in range(takes)
             for lab in WORDS]
-    for s, take, lab in tqdm(jobs, desc="N-TIDIGITS twin", unit="utterance",
-                             disable=not progress):
-        voice, rate, pitch = speakers[s]
-        # takes differ slightly in rate and pitch, as a speaker's repetitions do
-        wave = tts.say(WORDS[lab], voice, rate + 6 * take, pitch + 3 * take)
-        ch, t = cochlea_events(wave.astype(np.float64), tts.fs, cochlea)
-        spk = voice.replace("-", "_").replace("+", "_") + f"_r{rate}_p{pitch}"
-        splits["test" if s in test_idx else "train"].append((f"{spk}-{take}-{lab}", ch, t))
-        counts.append(len(ch))
+    # espeak-ng keeps state from one utterance to the next, so the same utterance can differ
+    # with what was said before it. Each chunk of speakers is synthesised in a fresh process
+    # (spawned, one task per process): the same seed then gives the same file, bit for bit.
+    per_chunk = max(1, -(-len(speakers) // max(2, min(16, len(speakers) // 3))))
+    chunks = [[(j, speakers[j[0]]) for j in jobs if lo <= j[0] < lo + per_chunk]
+              for lo in range(0, len(speakers), per_chunk)]
+    splits: dict[str, list] = {"train": [], "test": []}
+    counts = []
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes=min(workers, len(chunks)), maxtasksperchild=1) as pool, \
+            tqdm(total=len(jobs), desc="N-TIDIGITS twin", unit="utterance",
+                 disable=not progress) as bar:
+        for results in pool.imap(partial(_synthesise_chunk, cochlea=cochlea), chunks):
+            for (s, _take, _lab), sample_id, ch, t in results:
+                splits["test" if s in test_idx else "train"].append((sample_id, ch, t))
+                counts.append(len(ch))
+            bar.update(len(results))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_ntidigits_hdf5(out, splits)
     return {"path": str(out), "speakers": len(speakers), "test_speakers": n_test,
