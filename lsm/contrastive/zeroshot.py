@@ -1,0 +1,286 @@
+"""Zero-shot multimodal protocol: contrastive heads on LSM features of vision and audio digits.
+
+Honest evaluation, unlike the reference code:
+
+* heads train on seen classes (1-7 by default) of the *training* splits only, with pairs of
+  same-digit samples re-drawn every epoch (never file order);
+* a validation split is carved from the training split (per class; by speaker for audio), and
+  everything that is chosen (epoch, temperature, embedding size) is chosen on it;
+* the test splits are read once, after the model is fixed (:func:`evaluate`); unseen classes
+  (8, 9 by default) never appear before that;
+* every metric is reported beside its chance level, and :func:`run_zeroshot` repeats the whole
+  thing over several seeds and fresh reservoir weight draws.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from lsm.contrastive.heads import ProjectionHead
+from lsm.contrastive.losses import LOSSES, Temperature, check_temperature
+from lsm.contrastive.metrics import prototype_classification, retrieval, retrieval_chance
+
+__all__ = ["ModalityData", "ZeroShotConfig", "ZeroShotModel", "validate_inputs",
+           "split_validation", "fit", "evaluate", "zeroshot_protocol"]
+
+
+@dataclass
+class ModalityData:
+    """Features of one modality: ``features`` (n, d) float32, ``labels`` (n,) digits, and
+    ``groups`` (n,) that must not straddle train and validation (speakers for audio)."""
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.features = np.asarray(self.features, dtype=np.float32)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if self.features.ndim != 2 or len(self.features) != len(self.labels):
+            raise ValueError(f"{self.name}: features must be (n, d) with n labels, got "
+                             f"{self.features.shape} and {self.labels.shape}")
+        if self.groups is None:
+            self.groups = np.arange(len(self.labels))
+        self.groups = np.asarray(self.groups)
+
+    def subset(self, mask: np.ndarray) -> ModalityData:
+        return ModalityData(self.name, self.features[mask], self.labels[mask], self.groups[mask])
+
+    def classes(self, keep) -> ModalityData:
+        return self.subset(np.isin(self.labels, list(keep)))
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    """Settings of the contrastive training and the protocol (paper defaults).
+
+    ``embed_dims`` and ``temperatures`` are candidate lists: each combination is trained and the
+    one with the best validation retrieval is kept (with its best epoch).
+    """
+
+    seen: tuple = (1, 2, 3, 4, 5, 6, 7)
+    unseen: tuple = (8, 9)
+    val_fraction: float = 0.2
+    loss: str = "clip"
+    embed_dims: tuple = (64,)
+    temperatures: tuple = (1.0,)
+    learnable_temperature: bool = False
+    n_layers: int = 1
+    epochs: int = 100
+    lr: float = 1e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+        overlap = set(self.seen) & set(self.unseen)
+        if overlap:
+            raise ValueError(f"unseen classes {sorted(overlap)} also appear in training "
+                             f"(seen = {list(self.seen)})")
+        if not self.seen or not self.unseen:
+            raise ValueError("seen and unseen classes must both be non-empty")
+        for t in self.temperatures:
+            check_temperature(t)
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.epochs < 1 or self.batch_size < 2 or not self.lr > 0:
+            raise ValueError("epochs >= 1, batch_size >= 2 and lr > 0 are required")
+
+
+@dataclass
+class ZeroShotModel:
+    vision: ProjectionHead
+    audio: ProjectionHead
+    temperature: float
+    embed_dim: int
+    best_epoch: int
+    val_score: float
+    curves: dict = field(default_factory=dict)
+    candidates: list = field(default_factory=list)
+
+    @torch.no_grad()
+    def embed(self, data: ModalityData) -> np.ndarray:
+        head = self.vision if data.name == "vision" else self.audio
+        head.eval()
+        return head(torch.from_numpy(data.features)).numpy()
+
+
+def validate_inputs(vision: ModalityData, audio: ModalityData, classes) -> None:
+    """Clear errors before training: non-finite features, a class missing in a modality, no
+    overlap between the modalities' classes."""
+    for d in (vision, audio):
+        bad = ~np.isfinite(d.features)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"{d.name} features: row {r}, column {c} is {d.features[r, c]} "
+                             "(NaN or inf)")
+    common = set(vision.labels.tolist()) & set(audio.labels.tolist())
+    if not common:
+        raise ValueError(f"the modalities share no class (vision {sorted(set(vision.labels))}, "
+                         f"audio {sorted(set(audio.labels))})")
+    for d in (vision, audio):
+        missing = sorted(set(classes) - set(d.labels.tolist()))
+        if missing:
+            raise ValueError(f"{d.name}: no samples of class(es) {missing}")
+
+
+def split_validation(d: ModalityData, fraction: float, rng: np.random.Generator
+                     ) -> tuple[ModalityData, ModalityData]:
+    """Per class, hold out about ``fraction`` of the groups (samples, or speakers for audio)."""
+    val = np.zeros(len(d.labels), dtype=bool)
+    for c in np.unique(d.labels):
+        groups = np.unique(d.groups[d.labels == c])
+        n_val = max(1, int(round(fraction * len(groups))))
+        if n_val >= len(groups):
+            raise ValueError(f"{d.name}: class {c} has {len(groups)} group(s); cannot hold out "
+                             "a validation part")
+        chosen = rng.choice(groups, n_val, replace=False)
+        val |= (d.labels == c) & np.isin(d.groups, chosen)
+    return d.subset(~val), d.subset(val)
+
+
+def _epoch_pairs(v_labels, a_labels, rng):
+    """Same-digit (vision, audio) index pairs, re-drawn: per class as many pairs as the larger
+    modality has samples, the smaller one sampled with replacement."""
+    vi, ai = [], []
+    for c in np.intersect1d(np.unique(v_labels), np.unique(a_labels)):
+        v = np.flatnonzero(v_labels == c)
+        a = np.flatnonzero(a_labels == c)
+        m = max(len(v), len(a))
+        vi.append(rng.permutation(np.resize(rng.permutation(v), m)))
+        ai.append(rng.permutation(np.resize(rng.permutation(a), m)))
+    vi, ai = np.concatenate(vi), np.concatenate(ai)
+    order = rng.permutation(len(vi))
+    return vi[order], ai[order]
+
+
+def _val_score(vision, audio, val_v: ModalityData, val_a: ModalityData) -> float:
+    with torch.no_grad():
+        zv = vision(torch.from_numpy(val_v.features)).numpy()
+        za = audio(torch.from_numpy(val_a.features)).numpy()
+    a2i = retrieval(za, val_a.labels, zv, val_v.labels, ks=(1,))["top1"]
+    i2a = retrieval(zv, val_v.labels, za, val_a.labels, ks=(1,))["top1"]
+    return 0.5 * (a2i + i2a)
+
+
+def _train_one(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: int,
+               temperature: float, seed: int) -> ZeroShotModel:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    vision = ProjectionHead(train_v.features.shape[1], embed_dim, cfg.n_layers)
+    audio = ProjectionHead(train_a.features.shape[1], embed_dim, cfg.n_layers)
+    temp = Temperature(temperature, learnable=cfg.learnable_temperature)
+    params = list(vision.parameters()) + list(audio.parameters()) + list(temp.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    loss_fn = LOSSES[cfg.loss]
+    fv, fa = torch.from_numpy(train_v.features), torch.from_numpy(train_a.features)
+    lab = torch.from_numpy(train_v.labels)
+    curves = {"loss": [], "val": []}
+    best = (-1.0, 0, None)
+    for epoch in range(cfg.epochs):
+        vision.train()
+        audio.train()
+        vi, ai = _epoch_pairs(train_v.labels, train_a.labels, rng)
+        total, n = 0.0, 0
+        for lo in range(0, len(vi), cfg.batch_size):
+            bv, ba = vi[lo:lo + cfg.batch_size], ai[lo:lo + cfg.batch_size]
+            if len(bv) < 2:
+                continue
+            zv, za = vision(fv[bv]), audio(fa[ba])
+            t = temp()
+            loss = loss_fn(za, zv, lab[bv], t) if cfg.loss == "supcon" else loss_fn(za, zv, t)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(bv)
+            n += len(bv)
+        vision.eval()
+        audio.eval()
+        score = _val_score(vision, audio, val_v, val_a)
+        curves["loss"].append(total / max(n, 1))
+        curves["val"].append(score)
+        if score > best[0]:
+            best = (score, epoch, (copy.deepcopy(vision.state_dict()),
+                                   copy.deepcopy(audio.state_dict()), float(temp())))
+    vision.load_state_dict(best[2][0])
+    audio.load_state_dict(best[2][1])
+    return ZeroShotModel(vision, audio, best[2][2], embed_dim, best[1], best[0], curves)
+
+
+def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroShotConfig(),
+        seed: int = 0) -> tuple[ZeroShotModel, dict]:
+    """Train heads on the seen classes of the training data and select on validation.
+
+    Only ``vision`` and ``audio`` (training splits) are read here; no test data.
+
+    Returns
+    -------
+    model : ZeroShotModel
+        The candidate with the best validation score, at its best epoch.
+    split : dict
+        Sizes of the train / validation parts.
+    """
+    validate_inputs(vision, audio, cfg.seen)
+    rng = np.random.default_rng(seed)
+    tv, va = split_validation(vision.classes(cfg.seen), cfg.val_fraction, rng)
+    ta, aa = split_validation(audio.classes(cfg.seen), cfg.val_fraction, rng)
+    best = None
+    candidates = []
+    for k, (dim, temp) in enumerate(itertools.product(cfg.embed_dims, cfg.temperatures)):
+        m = _train_one(tv, ta, va, aa, cfg, dim, temp, seed * 1000 + k)
+        candidates.append({"embed_dim": dim, "temperature": temp, "val_score": m.val_score,
+                           "best_epoch": m.best_epoch})
+        if best is None or m.val_score > best.val_score:
+            best = m
+    best.candidates = candidates
+    sizes = {"train_vision": len(tv.labels), "val_vision": len(va.labels),
+             "train_audio": len(ta.labels), "val_audio": len(aa.labels)}
+    return best, sizes
+
+
+def evaluate(model: ZeroShotModel, vision: ModalityData, audio: ModalityData,
+             cfg: ZeroShotConfig = ZeroShotConfig()) -> dict:
+    """Test metrics (call once, on the test splits): for the unseen classes and for the seen
+    ones, top-1/top-5 retrieval in both directions and prototype classification, each with its
+    chance level."""
+    validate_inputs(vision, audio, tuple(cfg.unseen))
+    zv_all, za_all = model.embed(vision), model.embed(audio)
+    out = {}
+    for name, classes in (("unseen", cfg.unseen), ("seen", cfg.seen)):
+        mv, ma = np.isin(vision.labels, classes), np.isin(audio.labels, classes)
+        if not mv.any() or not ma.any():
+            continue
+        zv, lv, za, la = zv_all[mv], vision.labels[mv], za_all[ma], audio.labels[ma]
+        block = {}
+        for direction, (q, lq, g, lg) in (("audio_to_image", (za, la, zv, lv)),
+                                          ("image_to_audio", (zv, lv, za, la))):
+            r = retrieval(q, lq, g, lg)
+            ch = retrieval_chance(lq, lg)
+            proto = prototype_classification(q, lq, g, lg)
+            block[direction] = {"top1": r["top1"], "top1_chance": ch["top1"],
+                                "top5": r["top5"], "top5_chance": ch["top5"],
+                                "prototype_accuracy": proto["accuracy"],
+                                "prototype_chance": proto["chance"],
+                                "confusion": proto["confusion"], "classes": proto["classes"]}
+        block["n_vision"], block["n_audio"] = int(mv.sum()), int(ma.sum())
+        out[name] = block
+    return out
+
+
+def zeroshot_protocol(train_vision: ModalityData, train_audio: ModalityData,
+                      test_vision: ModalityData, test_audio: ModalityData,
+                      cfg: ZeroShotConfig = ZeroShotConfig(), seed: int = 0) -> dict:
+    """fit on the training splits, then evaluate once on the test splits."""
+    model, sizes = fit(train_vision, train_audio, cfg, seed)
+    metrics = evaluate(model, test_vision, test_audio, cfg)
+    return {"model": model, "sizes": sizes, "metrics": metrics,
+            "selected": {"embed_dim": model.embed_dim, "temperature": model.temperature,
+                         "best_epoch": model.best_epoch, "val_score": model.val_score},
+            "config": dataclasses.asdict(cfg)}
