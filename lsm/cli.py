@@ -7,6 +7,9 @@
     lsm data make-twin nmnist --out DIR       offline twins in the real on-disk formats
     lsm data info PATH                        counts, events, durations + a PNG of samples
     lsm data download nmnist --root DIR       fetch a real dataset (checksummed)
+    lsm train --dataset nmnist --root DIR     supervised readout, test accuracy vs the paper's
+    lsm zeroshot --nmnist DIR --ntidigits F   contrastive heads, zero-shot retrieval, seeds
+    lsm demo                                  offline twins -> zero-shot and supervised results
     lsm crossbar sample [--json]              programmed conductance statistics + histogram
     lsm crossbar vmm-error [--json]           multiply error vs read noise and ADC bits
 """
@@ -211,6 +214,170 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+PAPER_SUPERVISED = {"nmnist": 89.11, "ntidigits": 70.79}
+
+
+def _weights_factory(name: str):
+    if name == "crossbar":
+        from lsm.weights import CrossbarWeights
+
+        return CrossbarWeights
+    return lambda: None
+
+
+def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_dir="runs",
+              cache=None, weights: str = "gaussian", progress: bool = True) -> dict:
+    """Supervised classification on one dataset, over seeds and reservoir draws."""
+    import dataclasses
+
+    import tomli_w
+
+    from lsm.data import (
+        encode_dataset,
+        nmnist,
+        nmnist_preprocessing,
+        ntidigits,
+        ntidigits_preprocessing,
+    )
+    from lsm.config import LSMConfig
+    from lsm.data.formats import data_kind
+    from lsm.readout import ReadoutConfig, train_and_test
+    from lsm.reservoir import LSM
+    from lsm.runs import mean_std, new_run_dir, write_json
+
+    cfg = ReadoutConfig(kind=readout)
+    run = new_run_dir(out_dir, f"train-{dataset}")
+    per_seed, first = [], None
+    for seed in range(seeds):
+        if dataset == "nmnist":
+            lsm_cfg, pre = LSMConfig.nmnist(seed=seed), nmnist_preprocessing()
+            tr, te = nmnist(root, "train"), nmnist(root, "test")
+            groups = None
+        else:
+            lsm_cfg, pre = LSMConfig.ntidigits(seed=seed), ntidigits_preprocessing()
+            tr, te = ntidigits(root, "train"), ntidigits(root, "test")
+            groups = None
+        lsm = LSM(lsm_cfg, weights=_weights_factory(weights)())
+        a = encode_dataset(tr, pre, lsm, cache=cache, progress=progress)
+        b = encode_dataset(te, pre, lsm, cache=cache, progress=progress)
+        if dataset == "ntidigits":
+            groups = np.array(tr.speakers)[np.isin(tr.sample_ids, a.sample_ids)]
+        res = train_and_test(a.features, a.labels, b.features, b.labels, cfg, seed, groups)
+        per_seed.append({k: v for k, v in res.items() if k != "readout"} | {"seed": seed})
+        first = first or res
+    acc = mean_std([p["test_accuracy"] for p in per_seed])
+    result = {"dataset": dataset, "data": data_kind(root), "root": str(root),
+              "readout": dataclasses.asdict(cfg), "weights": weights, "seeds": seeds,
+              "test_accuracy": acc, "chance": per_seed[0]["chance"],
+              "paper_accuracy": PAPER_SUPERVISED[dataset] / 100, "per_seed": per_seed,
+              "run_dir": str(run)}
+    write_json(run / "metrics.json", result)
+    (run / "config.toml").write_text(tomli_w.dumps(
+        {"lsm": lsm_cfg.replace(seed=0).to_dict(), "readout": dataclasses.asdict(cfg),
+         "data": {"dataset": dataset, "root": str(root), "weights": weights}}))
+    _train_plots(run, first)
+    return result
+
+
+def _train_plots(run, res) -> None:
+    from matplotlib.figure import Figure
+
+    from lsm.plots import save_figure
+
+    r = res["readout"]
+    if r.curves.get("loss"):
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.add_subplot()
+        ax.plot(r.curves["loss"], label="training loss")
+        ax2 = ax.twinx()
+        ax2.plot(r.curves["val"], color="C1", label="validation accuracy")
+        ax2.axvline(r.best_epoch, color="C1", ls=":")
+        ax.set_xlabel("epoch")
+        fig.legend(fontsize=8)
+        save_figure(fig, run / "training_curves.png")
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.add_subplot()
+    ax.imshow(np.array(res["confusion"]), cmap="Blues")
+    ax.set_xticks(range(len(res["classes"])), res["classes"])
+    ax.set_yticks(range(len(res["classes"])), res["classes"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"test accuracy {res['test_accuracy']:.3f}")
+    save_figure(fig, run / "confusion_matrix.png")
+
+
+def format_train(r: dict) -> str:
+    a = r["test_accuracy"]
+    return (f"{r['dataset']} ({r['data']}), {r['readout']['kind']} readout, {r['weights']} "
+            f"weights, {r['seeds']} seed(s): test accuracy {100 * a['mean']:.2f} +- "
+            f"{100 * a['std']:.2f} % (chance {100 * r['chance']:.1f} %; paper, real dataset: "
+            f"{100 * r['paper_accuracy']:.2f} %)\nrun directory: {r['run_dir']}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        r = run_train(args.dataset, args.root, args.readout, args.seeds, args.out, args.cache,
+                      args.weights, progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    print(json.dumps({k: v for k, v in r.items() if k != "per_seed"}) if args.json
+          else format_train(r))
+    return 0
+
+
+def _zeroshot_config(args):
+    from lsm.contrastive import ZeroShotConfig
+
+    unseen = tuple(int(c) for c in args.unseen.split(","))
+    seen = tuple(c for c in range(1, 10) if c not in unseen) if args.seen is None else \
+        tuple(int(c) for c in args.seen.split(","))
+    return ZeroShotConfig(seen=seen, unseen=unseen, loss=args.loss, epochs=args.epochs,
+                          embed_dims=tuple(int(d) for d in args.embed_dims.split(",")),
+                          temperatures=tuple(float(t) for t in args.temperatures.split(",")),
+                          learnable_temperature=args.learnable_temperature)
+
+
+def _cmd_zeroshot(args: argparse.Namespace) -> int:
+    from lsm.contrastive.run import format_zeroshot, run_zeroshot
+    from lsm.data import BadSampleError
+
+    try:
+        cfg = _zeroshot_config(args)
+        r = run_zeroshot(args.nmnist, args.ntidigits, args.seeds, cfg, args.out, args.cache,
+                         progress=not args.no_progress,
+                         weights_factory=_weights_factory(args.weights))
+    except (FileNotFoundError, ValueError, BadSampleError) as exc:
+        raise CLIError(str(exc)) from None
+    print(json.dumps({k: v for k, v in r.items() if k != "per_seed"}) if args.json
+          else format_zeroshot(r))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Offline twins (made once), then the zero-shot protocol and the supervised readouts."""
+    from lsm.contrastive import ZeroShotConfig
+    from lsm.contrastive.run import format_zeroshot, run_zeroshot
+    from lsm.data.twin_nmnist import make_nmnist_twin
+    from lsm.data.twin_ntidigits import make_ntidigits_twin
+
+    base = Path(args.dir)
+    nm, td = base / "twins" / "nmnist", base / "twins" / "ntidigits.hdf5"
+    progress = not args.no_progress
+    if not (nm / "lsm_twin.json").exists():
+        print(f"making the N-MNIST twin in {nm} ...")
+        make_nmnist_twin(nm, n_train=1497, n_test=300, seed=0, progress=progress)
+    if not td.exists():
+        print(f"making the N-TIDIGITS twin in {td} ...")
+        make_ntidigits_twin(td, n_speakers=60, takes=2, seed=0, progress=progress)
+    cache, runs = base / "features", base / "runs"
+    for dataset, root in (("nmnist", nm), ("ntidigits", td)):
+        print(format_train(run_train(dataset, root, "linear", args.seeds, runs, cache,
+                                     progress=progress)))
+    r = run_zeroshot(nm, td, args.seeds, ZeroShotConfig(), runs, cache, progress=progress)
+    print(format_zeroshot(r))
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     sys.stdout.write(cfg.to_toml())
@@ -315,6 +482,42 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--no-progress", action="store_true")
     config_args(enc)
     enc.set_defaults(func=_cmd_encode)
+
+    tr = sub.add_parser("train", help="supervised readout on LSM features; test accuracy")
+    tr.add_argument("--dataset", choices=["nmnist", "ntidigits"], required=True)
+    tr.add_argument("--root", required=True, help="N-MNIST folder or N-TIDIGITS .hdf5 file")
+    tr.add_argument("--readout", choices=["linear", "mlp", "probe"], default="linear")
+    tr.add_argument("--seeds", type=int, default=1, help="seeds = reservoir weight draws")
+    tr.add_argument("--weights", choices=["gaussian", "crossbar"], default="gaussian")
+    tr.add_argument("--out", default="runs", help="parent of the run directory")
+    tr.add_argument("--cache", help="feature cache folder")
+    tr.add_argument("--json", action="store_true")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=_cmd_train)
+
+    zs = sub.add_parser("zeroshot", help="contrastive heads; zero-shot cross-modal retrieval")
+    zs.add_argument("--nmnist", required=True, help="N-MNIST folder (vision)")
+    zs.add_argument("--ntidigits", required=True, help="N-TIDIGITS .hdf5 file (audio)")
+    zs.add_argument("--seeds", type=int, default=3)
+    zs.add_argument("--unseen", default="8,9", help="classes held out of training")
+    zs.add_argument("--seen", default=None, help="training classes (default 1-9 minus unseen)")
+    zs.add_argument("--loss", choices=["clip", "soft_clip", "cwcl", "supcon"], default="clip")
+    zs.add_argument("--epochs", type=int, default=100)
+    zs.add_argument("--embed-dims", default="64", help="candidates, chosen on validation")
+    zs.add_argument("--temperatures", default="1.0", help="candidates, chosen on validation")
+    zs.add_argument("--learnable-temperature", action="store_true")
+    zs.add_argument("--weights", choices=["gaussian", "crossbar"], default="gaussian")
+    zs.add_argument("--out", default="runs")
+    zs.add_argument("--cache", help="feature cache folder")
+    zs.add_argument("--json", action="store_true")
+    zs.add_argument("--no-progress", action="store_true")
+    zs.set_defaults(func=_cmd_zeroshot)
+
+    dm = sub.add_parser("demo", help="offline twins -> supervised and zero-shot results")
+    dm.add_argument("--dir", default="lsm-demo", help="twins, feature cache and runs go here")
+    dm.add_argument("--seeds", type=int, default=3)
+    dm.add_argument("--no-progress", action="store_true")
+    dm.set_defaults(func=_cmd_demo)
 
     xb = sub.add_parser("crossbar", help="the simulated RRAM crossbar")
     xb_sub = xb.add_subparsers(dest="crossbar_command", required=True)

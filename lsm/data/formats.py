@@ -132,7 +132,7 @@ def read_ntidigits_sample(h5, split: str, sample_id: str, source: str) -> np.nda
     return ev
 
 
-def write_ntidigits_hdf5(path: str | os.PathLike, splits: dict) -> None:
+def write_ntidigits_hdf5(path: str | os.PathLike, splits: dict, attrs: dict | None = None) -> None:
     """Write an N-TIDIGITS-layout HDF5 file atomically.
 
     ``splits`` maps "train"/"test" to a list of ``(sample_id, channels, timestamps_s)``.
@@ -143,6 +143,8 @@ def write_ntidigits_hdf5(path: str | os.PathLike, splits: dict) -> None:
 
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
             for split, samples in splits.items():
                 ids = [s[0] for s in samples]
                 if len(set(ids)) != len(ids):
@@ -153,3 +155,18 @@ def write_ntidigits_hdf5(path: str | os.PathLike, splits: dict) -> None:
                 for sid, ch, ts in samples:
                     ga.create_dataset(sid, data=np.asarray(ch, dtype=np.int64))
                     gt.create_dataset(sid, data=np.asarray(ts, dtype=np.float64))
+
+
+def data_kind(path: str | os.PathLike) -> str:
+    """"offline twin" when ``path`` was written by this project's twin generators, else
+    "real dataset" (what reports print beside their numbers)."""
+    path = Path(path)
+    if path.is_dir():
+        return "offline twin" if (path / "lsm_twin.json").exists() else "real dataset"
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return "offline twin" if "lsm_twin" in f.attrs else "real dataset"
+    except OSError:
+        return "unknown"

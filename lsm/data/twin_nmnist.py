@@ -19,6 +19,7 @@ N-MNIST format, so :func:`lsm.data.nmnist` reads them like the real dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,9 @@ from numba.typed import List
 
 from lsm.data.formats import write_nmnist_bin
 
-__all__ = ["DVSParams", "digit_events", "make_nmnist_twin"]
+__all__ = ["DVSParams", "digit_events", "make_nmnist_twin", "TWIN_MARKER"]
+
+TWIN_MARKER = "lsm_twin.json"
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,12 @@ def make_nmnist_twin(out: str | os.PathLike, n_train: int | None = 600,
         ev = digit_events(digits.images[idx], np.random.default_rng(ss), params)
         write_nmnist_bin(out / split / str(label) / f"{idx:05d}.bin", ev)
         counts.append(len(ev))
-    return {"root": str(out), "train": n_train, "test": n_test,
+    from lsm.runs import write_json
+
+    summary = {"root": str(out), "train": n_train, "test": n_test,
             "events_per_sample": {"min": int(min(counts)), "median": float(np.median(counts)),
                                   "max": int(max(counts))} if counts else {}}
+    # marks the folder as an offline twin, so that reports can say which data they used
+    write_json(out / TWIN_MARKER, {"generator": "lsm.data.twin_nmnist", "seed": seed,
+                                   "params": dataclasses.asdict(params), **summary})
+    return summary

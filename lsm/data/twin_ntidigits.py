@@ -21,6 +21,7 @@ import ctypes
 import multiprocessing
 import os
 import threading
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -253,7 +254,11 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
                 counts.append(len(ch))
             bar.update(len(results))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_ntidigits_hdf5(out, splits)
+    import json
+
+    write_ntidigits_hdf5(out, splits, attrs={"lsm_twin": json.dumps(
+        {"generator": "lsm.data.twin_ntidigits", "seed": seed, "speakers": len(speakers),
+         "takes": takes, "cochlea": dataclasses.asdict(cochlea)})})
     return {"path": str(out), "speakers": len(speakers), "test_speakers": n_test,
             "train": len(splits["train"]), "test": len(splits["test"]),
             "events_per_sample": {"min": int(min(counts)), "median": float(np.median(counts)),
