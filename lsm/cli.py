@@ -353,22 +353,47 @@ def _cmd_zeroshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def ensure_demo_twins(base: Path, progress: bool = True) -> tuple[Path, Path]:
+    """The demo's offline twins under ``base/twins`` (made on first use, about 30 s)."""
+    from lsm.data.twin_nmnist import make_nmnist_twin
+    from lsm.data.twin_ntidigits import make_ntidigits_twin
+
+    nm, td = base / "twins" / "nmnist", base / "twins" / "ntidigits.hdf5"
+    if not (nm / "lsm_twin.json").exists():
+        print(f"making the N-MNIST twin in {nm} ...", file=sys.stderr)
+        make_nmnist_twin(nm, n_train=1497, n_test=300, seed=0, progress=progress)
+    if not td.exists():
+        print(f"making the N-TIDIGITS twin in {td} ...", file=sys.stderr)
+        make_ntidigits_twin(td, n_speakers=60, takes=2, seed=0, progress=progress)
+    return nm, td
+
+
+def _cmd_bench_train_cost(args: argparse.Namespace) -> int:
+    from lsm.contrastive.train_cost import bench_train_cost, format_train_cost
+
+    if (args.nmnist is None) != (args.ntidigits is None):
+        raise CLIError("give both --nmnist and --ntidigits, or neither (demo twins)")
+    if args.nmnist is None:
+        nm, td = ensure_demo_twins(Path(args.dir), not args.no_progress)
+    else:
+        nm, td = args.nmnist, args.ntidigits
+    r = bench_train_cost(nm, td, max_srnn_epochs=args.max_epochs,
+                         max_srnn_seconds=args.max_seconds, progress=not args.no_progress)
+    from lsm.data.formats import data_kind
+
+    r["data"] = {"nmnist": data_kind(nm), "ntidigits": data_kind(td)}
+    print(json.dumps(r) if args.json else format_train_cost(r))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Offline twins (made once), then the zero-shot protocol and the supervised readouts."""
     from lsm.contrastive import ZeroShotConfig
     from lsm.contrastive.run import format_zeroshot, run_zeroshot
-    from lsm.data.twin_nmnist import make_nmnist_twin
-    from lsm.data.twin_ntidigits import make_ntidigits_twin
 
     base = Path(args.dir)
-    nm, td = base / "twins" / "nmnist", base / "twins" / "ntidigits.hdf5"
     progress = not args.no_progress
-    if not (nm / "lsm_twin.json").exists():
-        print(f"making the N-MNIST twin in {nm} ...")
-        make_nmnist_twin(nm, n_train=1497, n_test=300, seed=0, progress=progress)
-    if not td.exists():
-        print(f"making the N-TIDIGITS twin in {td} ...")
-        make_ntidigits_twin(td, n_speakers=60, takes=2, seed=0, progress=progress)
+    nm, td = ensure_demo_twins(base, progress)
     cache, runs = base / "features", base / "runs"
     for dataset, root in (("nmnist", nm), ("ntidigits", td)):
         print(format_train(run_train(dataset, root, "linear", args.seeds, runs, cache,
@@ -455,6 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--workload", action="append", default=[], choices=["paper", "large"],
                     help="run only this workload (repeatable)")
     be.set_defaults(func=_cmd_bench_encode)
+    tc = bench_sub.add_parser("train-cost", help="LSM pipeline vs a trainable spiking RNN "
+                                                 "(BPTT): MACs and time to the same accuracy")
+    tc.add_argument("--nmnist", help="N-MNIST folder (default: the demo twin)")
+    tc.add_argument("--ntidigits", help="N-TIDIGITS file (default: the demo twin)")
+    tc.add_argument("--dir", default="lsm-demo", help="where the demo twins live")
+    tc.add_argument("--max-epochs", type=int, default=40)
+    tc.add_argument("--max-seconds", type=float, default=300.0)
+    tc.add_argument("--json", action="store_true")
+    tc.add_argument("--no-progress", action="store_true")
+    tc.set_defaults(func=_cmd_bench_train_cost)
 
     def config_args(sp):
         sp.add_argument("--config", help="LSMConfig TOML file (see `lsm config`)")

@@ -27,7 +27,7 @@ from lsm.contrastive.losses import LOSSES, Temperature, check_temperature
 from lsm.contrastive.metrics import prototype_classification, retrieval, retrieval_chance
 
 __all__ = ["ModalityData", "ZeroShotConfig", "ZeroShotModel", "validate_inputs",
-           "split_validation", "fit", "evaluate", "zeroshot_protocol"]
+           "split_validation", "validation_mask", "fit", "evaluate", "zeroshot_protocol"]
 
 
 @dataclass
@@ -131,9 +131,8 @@ def validate_inputs(vision: ModalityData, audio: ModalityData, classes) -> None:
             raise ValueError(f"{d.name}: no samples of class(es) {missing}")
 
 
-def split_validation(d: ModalityData, fraction: float, rng: np.random.Generator
-                     ) -> tuple[ModalityData, ModalityData]:
-    """Per class, hold out about ``fraction`` of the groups (samples, or speakers for audio)."""
+def validation_mask(d: ModalityData, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Per class, about ``fraction`` of the groups (samples, or speakers for audio), as a mask."""
     val = np.zeros(len(d.labels), dtype=bool)
     for c in np.unique(d.labels):
         groups = np.unique(d.groups[d.labels == c])
@@ -143,6 +142,13 @@ def split_validation(d: ModalityData, fraction: float, rng: np.random.Generator
                              "a validation part")
         chosen = rng.choice(groups, n_val, replace=False)
         val |= (d.labels == c) & np.isin(d.groups, chosen)
+    return val
+
+
+def split_validation(d: ModalityData, fraction: float, rng: np.random.Generator
+                     ) -> tuple[ModalityData, ModalityData]:
+    """(train, validation) parts of ``d`` (see :func:`validation_mask`)."""
+    val = validation_mask(d, fraction, rng)
     return d.subset(~val), d.subset(val)
 
 
