@@ -232,6 +232,7 @@ def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_d
 
     import tomli_w
 
+    from lsm.config import LSMConfig
     from lsm.data import (
         encode_dataset,
         nmnist,
@@ -239,7 +240,6 @@ def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_d
         ntidigits,
         ntidigits_preprocessing,
     )
-    from lsm.config import LSMConfig
     from lsm.data.formats import data_kind
     from lsm.readout import ReadoutConfig, train_and_test
     from lsm.reservoir import LSM

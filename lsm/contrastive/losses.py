@@ -112,7 +112,10 @@ def supcon_loss(a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor,
 
 
 class Temperature(nn.Module):
-    """A temperature, fixed or learnable (stored as its logarithm so it stays > 0)."""
+    """A temperature, fixed or learnable: stored as its logarithm so it stays > 0, and clamped to
+    [0.01, 100] as CLIP clamps its logit scale, so that it can neither underflow nor explode."""
+
+    T_MIN, T_MAX = 0.01, 100.0
 
     def __init__(self, value: float = 1.0, learnable: bool = False) -> None:
         super().__init__()
@@ -124,7 +127,7 @@ class Temperature(nn.Module):
             self.register_buffer("log_t", log_t)
 
     def forward(self) -> torch.Tensor:
-        return self.log_t.exp()
+        return self.log_t.clamp(math.log(self.T_MIN), math.log(self.T_MAX)).exp()
 
 
 LOSSES = {"clip": clip_loss, "soft_clip": soft_clip_loss, "cwcl": cwcl_loss,

@@ -18,10 +18,10 @@ fixed RMS level (the sensor's automatic gain).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import multiprocessing
 import os
 import threading
-import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path

@@ -1,0 +1,371 @@
+"""Contrastive losses, heads, metrics, the zero-shot protocol, readouts, train-cost bench."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lsm.contrastive import (
+    ModalityData,
+    ProjectionHead,
+    Temperature,
+    ZeroShotConfig,
+    clip_loss,
+    cwcl_loss,
+    evaluate,
+    fit,
+    retrieval,
+    retrieval_chance,
+    soft_clip_loss,
+    supcon_loss,
+    zeroshot_protocol,
+)
+from lsm.contrastive.metrics import prototype_classification
+
+
+# ---------------------------------------------------------------- slow references
+def _log_softmax_row(row):
+    m = max(row)
+    lse = m + math.log(sum(math.exp(v - m) for v in row))
+    return [v - lse for v in row]
+
+
+def _dot(u, v):
+    return sum(x * y for x, y in zip(u, v, strict=True))
+
+
+def ref_clip(a, b, t):
+    n = len(a)
+    s = [[_dot(a[i], b[j]) / t for j in range(n)] for i in range(n)]
+    st = [[s[j][i] for j in range(n)] for i in range(n)]
+    la = -sum(_log_softmax_row(s[i])[i] for i in range(n)) / n
+    lb = -sum(_log_softmax_row(st[i])[i] for i in range(n)) / n
+    return (la + lb) / 2
+
+
+def ref_soft_clip(a, b, t):
+    n = len(a)
+    s = [[_dot(a[i], b[j]) / t for j in range(n)] for i in range(n)]
+    q_raw = [[(_dot(a[i], a[j]) + _dot(b[i], b[j])) / 2 * t for j in range(n)] for i in range(n)]
+    q = [[math.exp(v) for v in _log_softmax_row(r)] for r in q_raw]
+    lb = sum(-sum(q[i][j] * _log_softmax_row(s[i])[j] for j in range(n)) for i in range(n)) / n
+    st = [[s[j][i] for j in range(n)] for i in range(n)]
+    la = sum(-sum(q[j][i] * _log_softmax_row(st[i])[j] for j in range(n)) for i in range(n)) / n
+    return (la + lb) / 2
+
+
+def ref_cwcl(a, b, t):
+    def one(x, y):
+        n = len(x)
+        tot = 0.0
+        for i in range(n):
+            nx = [v / math.sqrt(_dot(x[i], x[i])) for v in x[i]]
+            w = [(1 + _dot(nx, [v / math.sqrt(_dot(x[j], x[j])) for v in x[j]])) / 2
+                 for j in range(n)]
+            lp = _log_softmax_row([_dot(x[i], y[j]) / t for j in range(n)])
+            tot += -sum(w[j] * lp[j] for j in range(n)) / sum(w)
+        return tot / n
+    return (one(a, b) + one(b, a)) / 2
+
+
+def ref_supcon(a, b, labels, t):
+    def one(x, y):
+        n = len(x)
+        tot = 0.0
+        for i in range(n):
+            lp = _log_softmax_row([_dot(x[i], y[j]) / t for j in range(n)])
+            pos = [j for j in range(n) if labels[j] == labels[i]]
+            tot += -sum(lp[j] for j in pos) / len(pos)
+        return tot / n
+    return (one(a, b) + one(b, a)) / 2
+
+
+@pytest.fixture
+def emb():
+    g = torch.Generator().manual_seed(0)
+    a = F.normalize(torch.randn(7, 5, generator=g, dtype=torch.float64), dim=1)
+    b = F.normalize(torch.randn(7, 5, generator=g, dtype=torch.float64), dim=1)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 2])
+    return a, b, labels
+
+
+@pytest.mark.parametrize("t", [0.1, 1.0, 3.0])
+def test_losses_match_slow_references(emb, t):
+    a, b, labels = emb
+    al, bl = a.tolist(), b.tolist()
+    assert float(clip_loss(a, b, t)) == pytest.approx(ref_clip(al, bl, t), rel=1e-10)
+    assert float(soft_clip_loss(a, b, t)) == pytest.approx(ref_soft_clip(al, bl, t), rel=1e-10)
+    assert float(cwcl_loss(a, b, t)) == pytest.approx(ref_cwcl(al, bl, t), rel=1e-10)
+    assert float(supcon_loss(a, b, labels, t)) == pytest.approx(
+        ref_supcon(al, bl, labels.tolist(), t), rel=1e-10)
+
+
+def test_supcon_with_unique_labels_is_clip(emb):
+    a, b, _ = emb
+    assert float(supcon_loss(a, b, torch.arange(7), 0.5)) == pytest.approx(
+        float(clip_loss(a, b, 0.5)), rel=1e-12)
+
+
+def test_cwcl_gradient_treats_weights_as_constants(emb):
+    """CWCL's weights are detached: its gradient is the gradient of the same formula with the
+    weights frozen, which gradcheck verifies numerically."""
+    a0, b0, _ = emb
+
+    def weights(x):
+        xn = F.normalize(x, dim=-1)
+        return (1 + xn @ xn.T) / 2
+
+    wa, wb = weights(a0), weights(b0)
+
+    def frozen(x, y, t):
+        def one(x, y, w):
+            lp = F.log_softmax(x @ y.T / t, dim=-1)
+            return (-(w * lp).sum(1) / w.sum(1)).mean()
+        return 0.5 * (one(x, y, wa) + one(y, x, wb))
+
+    a = a0.clone().requires_grad_(True)
+    b = b0.clone().requires_grad_(True)
+    t = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(frozen, (a, b, t), eps=1e-6, atol=1e-6)
+    got = torch.autograd.grad(cwcl_loss(a, b, t), (a, b, t))
+    want = torch.autograd.grad(frozen(a, b, t), (a, b, t))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("name", ["clip", "soft_clip", "supcon"])
+def test_loss_gradients(emb, name):
+    a, b, labels = emb
+    a = a.clone().requires_grad_(True)
+    b = b.clone().requires_grad_(True)
+    t = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    fn = {"clip": lambda x, y, t: clip_loss(x, y, t),
+          "soft_clip": lambda x, y, t: soft_clip_loss(x, y, t),
+          "cwcl": lambda x, y, t: cwcl_loss(x, y, t),
+          "supcon": lambda x, y, t: supcon_loss(x, y, labels, t)}[name]
+    assert torch.autograd.gradcheck(fn, (a, b, t), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("t", [0.0, -1.0, float("nan"), float("inf")])
+def test_temperature_must_be_positive(emb, t):
+    a, b, _ = emb
+    with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+        clip_loss(a, b, t)
+    with pytest.raises(ValueError, match="temperature"):
+        Temperature(t)
+    with pytest.raises(ValueError, match="temperature"):
+        ZeroShotConfig(temperatures=(t,))
+
+
+def test_learnable_temperature_stays_positive():
+    temp = Temperature(0.5, learnable=True)
+    opt = torch.optim.SGD(temp.parameters(), lr=10.0)
+    for _ in range(5):
+        loss = temp() * 100
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(temp().detach()) == pytest.approx(Temperature.T_MIN)  # clamped, not 0
+    temp = Temperature(0.5, learnable=True)
+    opt = torch.optim.SGD(temp.parameters(), lr=0.01)
+    (temp() * 1.0).backward()
+    opt.step()
+    assert 0.01 < float(temp().detach()) < 0.5
+    assert len(list(Temperature(1.0).parameters())) == 0
+
+
+def test_heads():
+    x = torch.randn(4, 200)
+    for n_layers in range(4):
+        h = ProjectionHead(200, 64, n_layers=n_layers)
+        z = h(x)
+        assert z.shape == (4, 64)
+        torch.testing.assert_close(z.norm(dim=1), torch.ones(4))
+    assert ProjectionHead(200, 64, 1).macs_per_sample() == 200 * 64
+    assert ProjectionHead(200, 64, 2, hidden_dim=32).macs_per_sample() == 200 * 32 + 32 * 64
+    assert not torch.allclose(ProjectionHead(200, 8, normalize=False)(x).norm(dim=1),
+                              torch.ones(4))
+    with pytest.raises(ValueError, match="n_layers"):
+        ProjectionHead(200, 64, n_layers=4)
+
+
+# ---------------------------------------------------------------- metrics
+def test_retrieval_and_chance():
+    q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    g = np.array([[0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    r = retrieval(q, np.array([0, 1]), g, np.array([0, 1, 1]), ks=(1,))
+    assert r["top1"] == 1.0
+    r = retrieval(q, np.array([1, 0]), g, np.array([0, 1, 1]), ks=(1, 2, 3))
+    # query 0 (label 1) finds its class second; query 1 (label 0) only third
+    assert (r["top1"], r["top2"], r["top3"]) == (0.0, 0.5, 1.0)
+    # chance agrees with random rankings (fixed seed; 20,000 draws: SE ~ 0.0035)
+    rng = np.random.default_rng(0)
+    gl = np.array([0] * 5 + [1] * 15 + [2] * 30)
+    ql = np.array([0, 1, 2, 2])
+    ch = retrieval_chance(ql, gl, ks=(1, 5))
+    sims = [retrieval(rng.normal(size=(4, 3)), ql, rng.normal(size=(50, 3)), gl, ks=(1, 5))
+            for _ in range(5000)]
+    for k in ("top1", "top5"):
+        assert abs(np.mean([s[k] for s in sims]) - ch[k]) < 0.015
+
+
+def test_prototype_classification():
+    g = np.array([[1.0, 0.0], [0.8, 0.2], [0.0, 1.0]])
+    p = prototype_classification(np.array([[1.0, 0.1], [0.1, 1.0]]), np.array([3, 5]), g,
+                                 np.array([3, 3, 5]))
+    assert p["accuracy"] == 1.0 and p["chance"] == 0.5 and p["confusion"] == [[1, 0], [0, 1]]
+
+
+# ---------------------------------------------------------------- the protocol
+def latent_modalities(seed=0, n_per_class=40, noise=0.05, dim=6, classes=range(10)):
+    """Features generated from class vectors shared by both modalities through different
+    random linear maps: zero-shot transfer is possible here, by construction."""
+    rng = np.random.default_rng(seed)
+    proto = {c: rng.normal(size=dim) for c in classes}
+    mv, ma = rng.normal(size=(dim, 30)), rng.normal(size=(dim, 20))
+
+    def make(m, split_seed, groups_per_class=None):
+        r = np.random.default_rng(split_seed)
+        labels = np.repeat(list(classes), n_per_class)
+        lat = np.stack([proto[c] for c in labels]) + noise * r.normal(size=(len(labels), dim))
+        feats = (lat @ m).astype(np.float32)
+        groups = None if groups_per_class is None else \
+            np.tile(np.arange(n_per_class) % groups_per_class, len(list(classes)))
+        return feats, labels, groups
+
+    def data(split_seed):
+        fv, lv, _ = make(mv, split_seed)
+        fa, la, ga = make(ma, split_seed + 100, groups_per_class=10)
+        return ModalityData("vision", fv, lv), ModalityData("audio", fa, la, ga)
+    return data(1), data(2)
+
+
+FAST = ZeroShotConfig(epochs=40, embed_dims=(16,), temperatures=(0.1,), n_layers=0)
+
+
+def test_protocol_detects_transfer_when_it_exists():
+    (tv, ta), (ev, ea) = latent_modalities()
+    res = zeroshot_protocol(tv, ta, ev, ea, FAST, seed=0)
+    m = res["metrics"]
+    for d in ("audio_to_image", "image_to_audio"):
+        assert m["seen"][d]["top1"] > 0.9
+        assert m["unseen"][d]["top1"] > m["unseen"][d]["top1_chance"] + 0.3
+        assert m["unseen"][d]["top1_chance"] == pytest.approx(0.5)
+    assert res["sizes"]["val_audio"] > 0 and res["selected"]["embed_dim"] == 16
+
+
+def test_validation_speakers_are_held_out_whole():
+    from lsm.contrastive.zeroshot import split_validation
+
+    (_, ta), _ = latent_modalities()
+    tr, va = split_validation(ta.classes(range(1, 8)), 0.2, np.random.default_rng(0))
+    for c in range(1, 8):
+        assert not set(tr.groups[tr.labels == c]) & set(va.groups[va.labels == c])
+
+
+def test_test_split_is_not_read_before_the_final_evaluation():
+    """Poison the test features: training, selection and curves must not change."""
+    (tv, ta), (ev, ea) = latent_modalities()
+    clean = zeroshot_protocol(tv, ta, ev, ea, FAST, seed=3)
+    rng = np.random.default_rng(9)
+    pv = ModalityData("vision", rng.normal(size=ev.features.shape) * 1e3, ev.labels)
+    pa = ModalityData("audio", rng.normal(size=ea.features.shape) * 1e3, ea.labels, ea.groups)
+    poisoned = zeroshot_protocol(tv, ta, pv, pa, FAST, seed=3)
+    assert clean["model"].curves == poisoned["model"].curves
+    assert clean["selected"] == poisoned["selected"]
+    for k, v in clean["model"].vision.state_dict().items():
+        torch.testing.assert_close(v, poisoned["model"].vision.state_dict()[k])
+    assert clean["metrics"] != poisoned["metrics"]  # the test data itself was used at the end
+
+
+def test_bad_inputs_are_refused_before_training():
+    (tv, ta), (ev, ea) = latent_modalities()
+    nan = tv.features.copy()
+    nan[5, 2] = np.nan
+    with pytest.raises(ValueError, match=r"vision features: row 5, column 2 is nan"):
+        fit(ModalityData("vision", nan, tv.labels), ta, FAST)
+    no3 = ta.subset(ta.labels != 3)
+    with pytest.raises(ValueError, match=r"audio: no samples of class\(es\) \[3\]"):
+        fit(tv, no3, FAST)
+    other = ModalityData("audio", ta.features, ta.labels + 100, ta.groups)
+    with pytest.raises(ValueError, match="share no class"):
+        fit(tv, other, FAST)
+    with pytest.raises(ValueError, match=r"unseen classes \[7\] also appear in training"):
+        ZeroShotConfig(unseen=(7, 8))
+    model, _ = fit(tv, ta, FAST)
+    with pytest.raises(ValueError, match=r"no samples of class\(es\) \[9\]"):
+        evaluate(model, ev.subset(ev.labels != 9), ea, FAST)
+
+
+# ---------------------------------------------------------------- readouts
+def test_readouts_early_stopping_and_test_isolation():
+    from lsm.readout import ReadoutConfig, fit_readout, train_and_test
+
+    (tv, _), (ev, _) = latent_modalities(noise=0.5)
+    for kind in ("linear", "mlp", "probe"):
+        cfg = ReadoutConfig(kind=kind, epochs=200, patience=15)
+        res = train_and_test(tv.features, tv.labels, ev.features, ev.labels, cfg, seed=0)
+        assert res["test_accuracy"] > 0.8, kind
+        assert res["chance"] == pytest.approx(0.1)
+    r = fit_readout(tv.features, tv.labels, ReadoutConfig(epochs=300, patience=10))
+    assert len(r.curves["val"]) <= r.best_epoch + 11  # stopped after `patience` epochs
+    assert r.val_accuracy == max(r.curves["val"])
+    bad = ev.features.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="test: features row 0, column 0 is inf"):
+        train_and_test(tv.features, tv.labels, bad, ev.labels)
+
+
+# ---------------------------------------------------------------- CLI on tiny twins
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory):
+    from lsm.data.twin_nmnist import make_nmnist_twin
+    from lsm.data.twin_ntidigits import make_ntidigits_twin
+
+    root = tmp_path_factory.mktemp("zs")
+    make_nmnist_twin(root / "nm", n_train=160, n_test=60, seed=2, progress=False)
+    make_ntidigits_twin(root / "td.hdf5", n_speakers=12, seed=2, progress=False)
+    return root
+
+
+def test_zeroshot_cli_writes_a_run_directory(twins, tmp_path, capsys):
+    from lsm.cli import main
+
+    assert main(["zeroshot", "--nmnist", str(twins / "nm"), "--ntidigits",
+                 str(twins / "td.hdf5"), "--seeds", "2", "--epochs", "5", "--out",
+                 str(tmp_path), "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    run = tmp_path / out["run_dir"].split("/")[-1]
+    for f in ("metrics.json", "config.toml", "training_curves.png", "similarity_matrix.png",
+              "confusion_matrix.png", "embedding_pca.png"):
+        assert (run / f).exists(), f
+    m = json.loads((run / "metrics.json").read_text())
+    assert len(m["per_seed"]) == 2
+    s = out["summary"]["unseen/audio_to_image/top1"]
+    assert s["n"] == 2 and s["chance"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_train_cli(twins, tmp_path, capsys):
+    from lsm.cli import main
+
+    assert main(["train", "--dataset", "ntidigits", "--root", str(twins / "td.hdf5"),
+                 "--out", str(tmp_path), "--json", "--no-progress"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["data"] == "offline twin" and r["paper_accuracy"] == pytest.approx(0.7079)
+    assert r["test_accuracy"]["mean"] > r["chance"]
+
+
+def test_train_cost_bench_small(twins):
+    from lsm.contrastive.train_cost import bench_train_cost, format_train_cost
+
+    cfg = ZeroShotConfig(epochs=5)
+    r = bench_train_cost(twins / "nm", twins / "td.hdf5", cfg, max_srnn_epochs=2,
+                         max_srnn_seconds=60, progress=False)
+    lsm, srnn = r["lsm"], r["srnn"]
+    assert lsm["total_macs"] == lsm["encode_macs"] + lsm["train_macs"]
+    assert r["ratio_macs"] == pytest.approx(srnn["train_macs"] / lsm["total_macs"])
+    assert srnn["epochs"] >= 1 and len(srnn["val_curve"]) == srnn["epochs"]
+    assert "ratio (RNN / LSM)" in format_train_cost(r)
