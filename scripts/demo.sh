@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/lsm bench encode --quick "$@"
+exec .venv/bin/lsm demo "$@"
