@@ -186,6 +186,9 @@ class EmulatedMacro:
             codes = self.array.vmm(np.arange(r0, r1), np.arange(c0, c1), x,
                                    dac=InputDAC(v), readout=self.readout)
             return encode_block(codes.astype("<u2").tobytes())
+        if cmd == "ADC?":
+            r = self.readout
+            return f"{r.bits},{r.r_tia_kohm!r},{r.v_min!r},{r.v_max!r}".encode()
         if cmd == "SIM:ADV":
             dt = self._float(args, 0, 0.0, 1e12)
             self.array.advance(dt)

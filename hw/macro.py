@@ -93,8 +93,7 @@ class Macro:
             self._rm = pyvisa.ResourceManager(self.backend)
         self._connect()
         self.identify()
-        rows, cols = (int(v) for v in self.query("GEOM?").split(","))
-        self.geometry = (rows, cols)
+        self.geometry = self.query("GEOM?", _parse_geometry)
         return self
 
     def _connect(self) -> None:
@@ -137,7 +136,7 @@ class Macro:
         """ABOR and outputs to 0 V; returns the output voltage read back (0.0)."""
         try:
             self._inst.write("ABOR")
-            v = float(self.query("OUTP:VOLT?"))
+            v = self.query("OUTP:VOLT?", float)
         except Exception as exc:  # noqa: BLE001 - best effort, then report
             self._record("ABOR", {"reason": reason}, str(exc), "error")
             raise LinkError(f"could not bring the instrument to a safe state: {exc}") from exc
@@ -211,20 +210,21 @@ class Macro:
         if reply[0] != 0:
             raise InstrumentError(reply[0], reply[1], command)
 
-    def _write_checked(self, command: str, job_id=None, chunk=None) -> None:
+    def _write_checked(self, command: str, params=None, job_id=None, chunk=None) -> None:
         """Send a command that changes the instrument: never retried, errors checked."""
+        head = command.split(" ")[0]
         try:
             self._inst.write(command)
         except Exception as exc:
-            self._record(command, None, str(exc), "unknown", job_id, chunk)
+            self._record(head, params, str(exc), "unknown", job_id, chunk)
             raise LinkError(f"link broke while sending {command!r}: {exc}; the command may or "
                             "may not have run") from exc
         try:
             self.check_errors(command)
         except InstrumentError as exc:
-            self._record(command, None, str(exc), "error", job_id, chunk)
+            self._record(head, params, str(exc), "error", job_id, chunk)
             raise
-        self._record(command, None, None, "ok", job_id, chunk)
+        self._record(head, params, None, "ok", job_id, chunk)
 
     # ------------------------------------------------------------------ high level
     def identify(self) -> dict:
@@ -252,7 +252,9 @@ class Macro:
         args = [r0, r1, c0, c1, float(pulse.amplitude_v), float(pulse.width_ns)]
         if pulse.kind != "reset":
             args.append(float(pulse.compliance_ua))
-        self._write_checked(f"{head} {format_args(*args)}", job_id, chunk)
+        params = {"region": [r0, r1, c0, c1], "amplitude_v": float(pulse.amplitude_v),
+                  "width_ns": float(pulse.width_ns), "compliance_ua": float(pulse.compliance_ua)}
+        self._write_checked(f"{head} {format_args(*args)}", params, job_id, chunk)
 
     def program_random(self, region, pulse=None, job_id: str | None = None,
                        progress: bool = True, on_chunk: Callable[[int], None] | None = None
@@ -384,7 +386,8 @@ class Macro:
         side = np.zeros(t.shape, dtype=np.int8)
         pulses = np.zeros(t.shape, dtype=np.int64)
         done = np.zeros(t.shape, dtype=bool)
-        for it in tqdm(range(max_iter), desc="program_verify", disable=not progress):
+        it = 0
+        for it in tqdm(range(max_iter), desc="program_verify", disable=not progress):  # noqa: B007
             g = self.read_map((r0, r1, c0, c1))
             err = g - t
             done = np.abs(err) <= tol_us
@@ -411,13 +414,28 @@ class Macro:
     def advance_time(self, dt_s: float) -> None:
         """Let ``dt_s`` seconds pass: the emulator's simulated clock, or a real wait."""
         if self.idn and self.idn["serial"].startswith("EMU"):
-            self._write_checked(f"SIM:ADV {format_args(float(dt_s))}")
+            self._write_checked(f"SIM:ADV {format_args(float(dt_s))}", {"dt_s": float(dt_s)})
         else:
             time.sleep(dt_s)
 
+    def readout(self):
+        """The instrument's readout chain (``ADC?``) as an :class:`lsm.crossbar.Readout`."""
+        from lsm.crossbar import Readout
+
+        def parse(reply):
+            bits, r, lo, hi = reply.split(",")
+            return Readout(int(bits), float(r), float(lo), float(hi))
+
+        return self.query("ADC?", parse)
+
     def status(self) -> dict:
-        state, vout, pulses = self.query("STAT?").split(",")
-        return {"state": state, "vout": float(vout), "pulses": int(pulses)}
+        def parse(reply):
+            state, vout, pulses = reply.split(",")
+            if state not in ("IDLE", "BUSY"):
+                raise ValueError(f"garbled STAT? reply {reply!r}")
+            return {"state": state, "vout": float(vout), "pulses": int(pulses)}
+
+        return self.query("STAT?", parse)
 
 
 def _set_nodelay(rm, inst, pyvisa) -> None:
@@ -437,6 +455,13 @@ def _set_nodelay(rm, inst, pyvisa) -> None:
     sock = getattr(session, "interface", None)
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _parse_geometry(reply: str) -> tuple[int, int]:
+    rows, cols = (int(v) for v in reply.split(","))
+    if rows < 1 or cols < 1:
+        raise ValueError(f"garbled GEOM? reply {reply!r}")
+    return rows, cols
 
 
 def _parse_error(reply: str) -> tuple[int, str]:

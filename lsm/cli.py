@@ -10,6 +10,8 @@
     lsm train --dataset nmnist --root DIR     supervised readout, test accuracy vs the paper's
     lsm zeroshot --nmnist DIR --ntidigits F   contrastive heads, zero-shot retrieval, seeds
     lsm demo                                  offline twins -> zero-shot and supervised results
+    lsm emulator --port 5025                  the emulated macro on 127.0.0.1 (TCP, VISA socket)
+    lsm hw idn|program-random|read-map|vmm|journal   drive the macro (default: the emulator)
     lsm crossbar sample [--json]              programmed conductance statistics + histogram
     lsm crossbar vmm-error [--json]           multiply error vs read noise and ADC bits
 """
@@ -403,6 +405,99 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    # the lab packages are imported here, inside the subcommand: lsm itself never imports them
+    from hw.emulator import Faults, serve
+
+    faults = Faults(latency_s=args.latency_ms / 1000.0, drop_rate=args.drop_rate,
+                    garble_rate=args.garble_rate, disconnect_rate=args.disconnect_rate,
+                    error_rate=args.error_rate)
+    serve(args.port, args.seed, faults, wall_clock=args.wall_clock)
+    return 0
+
+
+def _hw_region(text: str) -> tuple[int, int, int, int]:
+    try:
+        r0, r1, c0, c1 = (int(v) for v in text.split(","))
+    except ValueError:
+        raise CLIError(f"--region must be r0,r1,c0,c1 (half-open), got {text!r}") from None
+    return r0, r1, c0, c1
+
+
+def _cmd_hw(args: argparse.Namespace) -> int:
+    from hw import InstrumentError, Journal, LimitError, LinkError, Macro
+    from hw.journal import JobMismatch
+
+    journal = Journal(args.journal) if args.journal else None
+    try:
+        if args.hw_command == "journal":
+            if journal is None:
+                raise CLIError("lsm hw journal needs --journal FILE")
+            rows = journal.ops(job_id=args.job, limit=args.last)
+            for r in rows:
+                print(json.dumps(r))
+            if args.job:
+                print(json.dumps({"job": journal.job(args.job),
+                                  "chunks": journal.chunk_status(args.job)}))
+            return 0
+        with Macro(args.resource, limits=args.limits, journal=journal,
+                   timeout_ms=args.timeout_ms) as m:
+            if args.hw_command == "idn":
+                print(json.dumps({"idn": m.idn, "geometry": m.geometry, "status": m.status()}))
+            elif args.hw_command == "program-random":
+                from lsm.crossbar import Pulse
+
+                pulse = Pulse.form(args.amplitude_v, args.width_ns, args.compliance_ua)
+                job = m.program_random(_hw_region(args.region), pulse, job_id=args.job,
+                                       progress=not args.no_progress)
+                print(json.dumps({"job": job, "region": args.region, "status": "done"}))
+            elif args.hw_command == "read-map":
+                from hw.journal import export_map
+                from lsm.plots import conductance_histogram
+
+                region = _hw_region(args.region)
+                g = m.read_map(region, repeats=args.repeats, v_read=args.v_read)
+                settings = {"instrument": m.idn, "region": region, "repeats": args.repeats,
+                            "v_read": args.v_read, "resource": args.resource}
+                out = export_map(args.out, g, settings)
+                png = _map_png(g, Path(args.out).with_suffix(".png"), settings)
+                conductance_histogram(g, Path(args.out).with_suffix(".hist.png"),
+                                      title=f"read map {region}")
+                print(json.dumps({"out": str(out), "png": str(png), "mean_us": float(g.mean()),
+                                  "std_us": float(g.std())}))
+            elif args.hw_command == "vmm":
+                data = np.load(args.inputs)
+                x = data["inputs"] if hasattr(data, "files") else data
+                r0, r1, c0, c1 = _hw_region(args.region)
+                codes = m.vmm((r0, r1), (c0, c1), x, v_read=args.v_read)
+                from lsm._io import atomic_savez
+
+                atomic_savez(args.out, codes=codes)
+                print(json.dumps({"out": args.out, "shape": list(codes.shape)}))
+    except (LimitError, InstrumentError, LinkError, JobMismatch, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        if journal is not None:
+            journal.close()
+    return 0
+
+
+def _map_png(g, path, settings) -> Path:
+    from matplotlib.figure import Figure
+
+    from lsm.plots import save_figure
+
+    fig = Figure(figsize=(5, 4.2))
+    ax = fig.add_subplot()
+    im = ax.imshow(g, cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, label="conductance (uS)")
+    r0, r1, c0, c1 = settings["region"]
+    ax.set_title(f"rows {r0}:{r1}, cols {c0}:{c1}, {settings['repeats']} read(s)", fontsize=9)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    return save_figure(fig, path)
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     sys.stdout.write(cfg.to_toml())
@@ -553,6 +648,53 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--seeds", type=int, default=3)
     dm.add_argument("--no-progress", action="store_true")
     dm.set_defaults(func=_cmd_demo)
+
+    em = sub.add_parser("emulator", help="serve the emulated macro on 127.0.0.1 (Ctrl-C stops)")
+    em.add_argument("--port", type=int, default=5025)
+    em.add_argument("--seed", type=int, default=0)
+    em.add_argument("--wall-clock", action="store_true", help="drift with real time")
+    em.add_argument("--latency-ms", type=float, default=0.0, help="fault: reply latency")
+    em.add_argument("--drop-rate", type=float, default=0.0, help="fault: dropped replies")
+    em.add_argument("--garble-rate", type=float, default=0.0, help="fault: garbled replies")
+    em.add_argument("--disconnect-rate", type=float, default=0.0, help="fault: disconnects")
+    em.add_argument("--error-rate", type=float, default=0.0, help="fault: instrument errors")
+    em.set_defaults(func=_cmd_emulator)
+
+    hwp = sub.add_parser("hw", help="drive the macro over VISA (default: local emulator)")
+    hw_sub = hwp.add_subparsers(dest="hw_command", required=True)
+
+    def hw_args(sp):
+        sp.add_argument("--resource", default="TCPIP0::127.0.0.1::5025::SOCKET")
+        sp.add_argument("--limits", help="lab limits TOML (see hw/limits.example.toml)")
+        sp.add_argument("--journal", help="SQLite lab journal")
+        sp.add_argument("--timeout-ms", type=int, default=5000)
+        sp.set_defaults(func=_cmd_hw)
+
+    hw_args(hw_sub.add_parser("idn", help="identify the instrument"))
+    pr = hw_sub.add_parser("program-random", help="form a region (resumable with --job)")
+    pr.add_argument("--region", default="0,456,0,400", help="r0,r1,c0,c1")
+    pr.add_argument("--job", help="job id: rerun with the same id to resume")
+    pr.add_argument("--amplitude-v", type=float, default=3.0)
+    pr.add_argument("--width-ns", type=float, default=1000.0)
+    pr.add_argument("--compliance-ua", type=float, default=100.0)
+    pr.add_argument("--no-progress", action="store_true")
+    hw_args(pr)
+    rm = hw_sub.add_parser("read-map", help="read a conductance map; .npz/.h5 + PNG")
+    rm.add_argument("--region", default="0,456,0,400")
+    rm.add_argument("--repeats", type=int, default=1)
+    rm.add_argument("--v-read", type=float, default=0.2)
+    rm.add_argument("--out", default="read_map.npz")
+    hw_args(rm)
+    vm = hw_sub.add_parser("vmm", help="multiply binary inputs (.npz 'inputs') in the array")
+    vm.add_argument("inputs")
+    vm.add_argument("--region", default="0,456,0,400")
+    vm.add_argument("--v-read", type=float, default=0.2)
+    vm.add_argument("--out", default="vmm_codes.npz")
+    hw_args(vm)
+    jn = hw_sub.add_parser("journal", help="print journal entries (JSON lines)")
+    jn.add_argument("--job")
+    jn.add_argument("--last", type=int)
+    hw_args(jn)
 
     xb = sub.add_parser("crossbar", help="the simulated RRAM crossbar")
     xb_sub = xb.add_subparsers(dest="crossbar_command", required=True)

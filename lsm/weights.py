@@ -333,7 +333,8 @@ class CrossbarWeights:
         region = mapping.region
         array.program(rr + region.row_start, cc + region.col_start, self.form_pulse)
         array.advance(self.read_time_s)
-        g_map = array.read_region(region, self.v_read)
+        # the map is a float32 measurement, as the instrument returns it
+        g_map = array.read_region(region, self.v_read).astype(np.float32).astype(np.float64)
         w_in, w_rec = mapping.weights(g_map, config.w_in_const, config.w_rec_const,
                                       self.g_unit_us)
         w_in *= keep_in

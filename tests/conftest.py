@@ -19,3 +19,22 @@ def integer_weights(rng, n_inputs, n_neurons, p_rec=1.0):
     if p_rec < 1:
         w_rec *= rng.random(w_rec.shape) < p_rec
     return w_in, w_rec
+
+
+def pytest_addoption(parser):
+    parser.addoption("--resource", default=None,
+                     help="VISA resource of a real IMC40 macro; enables the tests marked chip")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--resource"):
+        return
+    skip = pytest.mark.skip(reason="needs a real chip: pass --resource")
+    for item in items:
+        if "chip" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def chip_resource(request):
+    return request.config.getoption("--resource")

@@ -1,0 +1,142 @@
+"""hw.MacroWeights: the LSM's weights from the physical macro (or its emulator).
+
+``mode="read"``: form the LSM's block of differential pairs on the macro (resumable job), let
+``read_time_s`` pass, read the conductance map once and convert it, ``w = const (G+ - G-) /
+g_unit`` (the paper's usage). Against the emulator with the same seed and device this gives the
+same weights as :class:`lsm.weights.CrossbarWeights`.
+
+``mode="in_loop"``: additionally, every time step's matrix-vector product of the encoding runs on
+the macro (``VMM?``), batched across samples: the input spikes and the reservoir's last spikes
+drive the rows, the ADC codes of the columns come back and become the differential currents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.macro import DEFAULT_RESOURCE, Macro
+from lsm.config import LSMConfig
+from lsm.weights import WeightSet, check_weights
+
+__all__ = ["MacroWeights", "MacroInLoop"]
+
+
+@dataclass
+class MacroWeights:
+    """A :class:`lsm.weights.WeightSource` backed by the macro.
+
+    Parameters
+    ----------
+    resource : str
+        VISA resource of the controller (default: the local emulator).
+    mode : {"read", "in_loop"}
+    limits, journal : see :class:`hw.Macro`.
+    job_id : str, optional
+        Journal id of the forming job (default derived from the block and the pulse), so that
+        building twice does not form twice.
+    form_pulse, v_read, read_time_s, g_unit_us : as in CrossbarWeights.
+    """
+
+    resource: str = DEFAULT_RESOURCE
+    mode: str = "read"
+    limits: object = None
+    journal: object = None
+    job_id: str | None = None
+    form_pulse: object = None
+    v_read: float = 0.2
+    read_time_s: float = 1.0
+    g_unit_us: float = 1.0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        from lsm.crossbar import Pulse
+
+        if self.mode not in ("read", "in_loop"):
+            raise ValueError(f"mode must be 'read' or 'in_loop', got {self.mode!r}")
+        if self.form_pulse is None:
+            self.form_pulse = Pulse.form()
+
+    def _macro(self) -> Macro:
+        return Macro(self.resource, self.limits, self.journal)
+
+    def build(self, config: LSMConfig) -> WeightSet:
+        from lsm.crossbar import DifferentialMapping
+
+        if config.p_in < 1 or config.p_rec < 1:
+            raise ValueError("MacroWeights forms the whole block: p_in and p_rec must be 1")
+        with self._macro() as m:
+            mapping = DifferentialMapping(config.n_inputs, config.n_neurons, *m.geometry)
+            reg = mapping.region
+            box = (reg.row_start, reg.row_stop, reg.col_start, reg.col_stop)
+            p = self.form_pulse
+            job = self.job_id or (f"lsm-form-{box[0]}-{box[1]}-{box[2]}-{box[3]}-"
+                                  f"{p.amplitude_v}-{p.width_ns}-{p.compliance_ua}")
+            m.program_random(box, p, job_id=job, progress=self.progress)
+            m.advance_time(self.read_time_s)
+            g = m.read_map(box, v_read=self.v_read).astype(np.float64)
+            idn, readout = m.idn, m.readout()
+        w_in, w_rec = mapping.weights(g, config.w_in_const, config.w_rec_const, self.g_unit_us)
+        w_in, w_rec = check_weights(w_in, w_rec, config, "MacroWeights")
+        provenance = {"source": "macro", "instrument": idn, "resource": self.resource,
+                      "job_id": job, "mode": self.mode, "v_read": self.v_read,
+                      "read_time_s": self.read_time_s, "g_unit_us": self.g_unit_us,
+                      "mapping": mapping.report(), "w_in_const": config.w_in_const,
+                      "w_rec_const": config.w_rec_const,
+                      "conductance_us": {"mean": float(g.mean()), "std": float(g.std())}}
+        in_loop = None
+        if self.mode == "in_loop":
+            in_loop = MacroInLoop(self, box, config, readout)
+        return WeightSet(w_in, w_rec, provenance, in_loop=in_loop)
+
+
+class MacroInLoop:
+    """Encodes with every multiply on the macro (the LSM calls :meth:`encode`)."""
+
+    def __init__(self, source: MacroWeights, box, config: LSMConfig, readout) -> None:
+        self.source, self.box, self.config, self.readout = source, box, config, readout
+
+    def encode(self, offsets, bins, channels, n_bins, decay, v_th, reset_mode, counts, spikes,
+               sample_offset: int) -> None:
+        from lsm.events import EventBatch
+
+        c = self.config
+        n_in, n = c.n_inputs, c.n_neurons
+        r0, r1, c0, c1 = self.box
+        batch = EventBatch(offsets, bins, channels, n_bins, n_in)
+        raster = batch.to_raster(np.uint8)
+        b = len(batch)
+        v_read = self.source.v_read
+        gains = (np.float32(c.w_in_const / self.source.g_unit_us),
+                 np.float32(c.w_rec_const / self.source.g_unit_us))
+        u = np.zeros((b, n), np.float32)
+        s = np.zeros((b, n), np.uint8)
+        with self.source._macro() as m:
+            for t in range(n_bins):
+                if gains[0] == gains[1]:
+                    x = np.concatenate([raster[:, t], s], axis=1)
+                    current = self._multiply(m, x, (r0, r1), gains[0], v_read)
+                else:
+                    current = (self._multiply(m, raster[:, t], (r0, r0 + n_in), gains[0], v_read)
+                               + self._multiply(m, s, (r0 + n_in, r1), gains[1], v_read))
+                fired = s.astype(bool)
+                if reset_mode == 0:
+                    u = decay * np.where(fired, np.float32(0), u) + current
+                elif reset_mode == 1:
+                    u = decay * u + current - v_th * fired.astype(np.float32)
+                else:
+                    u = decay * u + current
+                s = (u > v_th).astype(np.uint8)
+                counts += s
+                if spikes.shape[0]:
+                    spikes[:, t] = s
+
+    def _multiply(self, m, x, rows, gain, v_read) -> np.ndarray:
+        n = self.config.n_neurons
+        _, _, c0, c1 = self.box
+        if not x.any():
+            return np.zeros((len(x), n), np.float32)
+        codes = m.vmm(rows, (c0, c1), x, v_read=v_read)
+        g_sum = self.readout.currents(codes) / v_read
+        return (gain * (g_sum[:, :n] - g_sum[:, n:])).astype(np.float32)
