@@ -31,7 +31,8 @@ def test_static_weights_are_the_read_map():
     rr, cc = m.region.cells()
     arr.program(rr, cc, CrossbarWeights().form_pulse)
     arr.advance(1.0)
-    w_in, w_rec = m.weights(arr.read_region(m.region), 0.07, 0.07)
+    g = arr.read_region(m.region).astype(np.float32)  # the map is a float32 measurement
+    w_in, w_rec = m.weights(g.astype(np.float64), 0.07, 0.07)
     np.testing.assert_array_equal(ws.w_in, w_in)
     np.testing.assert_array_equal(ws.w_rec, w_rec)
 
