@@ -363,8 +363,8 @@ class Macro:
         return out
 
     def program_verify(self, targets_us: np.ndarray, region, tol_us: float = 0.5,
-                       max_iter: int = 30, v_start: float = 0.8, v_step: float = 0.1,
-                       width_ns: float = 500.0, compliance_ua: float = 150.0,
+                       max_iter: int = 60, v_start: float = 0.6, v_step: float = 0.02,
+                       width_ns: float = 200.0, compliance_ua: float = 150.0,
                        progress: bool = True) -> dict:
         """Incremental-step write-verify (ISPP) of every cell of ``region``.
 

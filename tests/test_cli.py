@@ -133,3 +133,13 @@ def test_crossbar_vmm_error_sweep(tmp_path, capsys):
     assert err[0, 0] > 10 * err[-1, 0]
     assert np.all(np.diff(err[-1]) > 0)
     assert png.exists()
+
+
+def test_lsm_never_imports_the_lab_packages():
+    """The arrows point one way: lsm <- hw <- calibration."""
+    code = ("import sys, lsm, lsm.data, lsm.contrastive, lsm.crossbar, lsm.weights, lsm.cli, "
+            "lsm.bench, lsm.readout, lsm.contrastive.run, lsm.contrastive.train_cost\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('hw', 'calibration')]\n"
+            "assert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
