@@ -32,6 +32,16 @@ class CLIError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
+def _print_result(result: dict, as_json: bool) -> None:
+    """One JSON object, or one ``key: value`` line per entry."""
+    if as_json:
+        print(json.dumps(result))
+        return
+    width = max(map(len, result), default=0)
+    for k, v in result.items():
+        print(f"{k:>{width}}: {v}")
+
+
 def _cmd_bench_encode(args: argparse.Namespace) -> int:
     from lsm.bench import bench_encode, format_table
 
@@ -196,11 +206,7 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     info = dataset_info(ds, progress=not args.no_progress)
     info["png"] = str(plot_samples(ds, args.out))
-    if args.json:
-        print(json.dumps(info))
-    else:
-        for k, v in info.items():
-            print(f"{k:>18}: {v}")
+    _print_result(info, args.json)
     return 0
 
 
@@ -536,11 +542,7 @@ def _cmd_crossbar_sample(args: argparse.Namespace) -> int:
                                 title=f"{args.rows} x {args.cols} array after FORM "
                                       f"({args.distribution})", stats=stats)
     stats["png"] = str(png)
-    if args.json:
-        print(json.dumps(stats))
-    else:
-        for k, v in stats.items():
-            print(f"{k:>22}: {v}")
+    _print_result(stats, args.json)
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import os
 import sys
 from dataclasses import dataclass, fields
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+from lsm._validate import check_int, check_number
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,25 +32,12 @@ RESET_MODES = ("zero", "subtract", "none")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"LSMConfig.{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"LSMConfig.{name} must be >= {minimum}, got {value}")
+    check_int("LSMConfig", name, value, minimum)
 
 
 def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
                  high_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"LSMConfig.{name} must be a number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"LSMConfig.{name} must be finite, got {v}")
-    lo_ok = v > low if low_open else v >= low
-    hi_ok = v < high if high_open else v <= high
-    if not (lo_ok and hi_ok):
-        lb = "(" if low_open else "["
-        hb = ")" if high_open else "]"
-        raise ValueError(f"LSMConfig.{name} must be in {lb}{low}, {high}{hb}, got {v}")
+    check_number("LSMConfig", name, value, low, high, low_open=low_open, high_open=high_open)
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,16 @@ def _membrane_step(u, current, keep, fired, fired_idx, decay, v_th, reset_mode):
     return n_fired
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _record_spikes(fired_idx, n_fired, t, counts, spikes, record):
+    """Add this bin's spikes to the counts and, when recording, to the raster."""
+    for k in range(n_fired):
+        counts[fired_idx[k]] += 1
+    if record:
+        for k in range(n_fired):
+            spikes[t, fired_idx[k]] = 1
+
+
 @njit(nogil=True, cache=True)
 def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_data,
                 w_rec_flat, rec_indptr, rec_indices, rec_data, decay, v_th, reset_mode,
@@ -168,11 +178,7 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
         else:
             _add_csr_rows(current, rec_indptr, rec_indices, rec_data, fired_idx, 0, n_fired)
         n_fired = _membrane_step(u, current, keep, fired, fired_idx, decay, v_th, reset_mode)
-        for k in range(n_fired):
-            counts[fired_idx[k]] += 1
-        if record:
-            for k in range(n_fired):
-                spikes[t, fired_idx[k]] = 1
+        _record_spikes(fired_idx, n_fired, t, counts, spikes, record)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -332,11 +338,7 @@ def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m
                                   noise_scale, adc_scale, adc_off, max_code, gain_rec, current)
         p = q
         n_fired = _membrane_step(u, current, keep, fired, fired_idx, decay, v_th, reset_mode)
-        for k in range(n_fired):
-            counts[fired_idx[k]] += 1
-        if record:
-            for k in range(n_fired):
-                spikes[t, fired_idx[k]] = 1
+        _record_spikes(fired_idx, n_fired, t, counts, spikes, record)
 
 
 @njit(parallel=True, nogil=True, cache=True)

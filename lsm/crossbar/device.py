@@ -40,6 +40,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lsm._validate import check_number
+
 __all__ = ["Pulse", "FORM", "SET", "RESET", "DeviceParams", "ProgrammingParams",
            "ReadParams", "DriftParams", "FaultParams"]
 
@@ -51,17 +53,7 @@ PULSE_KINDS = (FORM, SET, RESET)
 
 def _finite(owner: str, name: str, value: Any, low: float = -math.inf, high: float = math.inf,
             *, low_open: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{owner}.{name} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(v):
-        raise ValueError(f"{owner}.{name} must be a finite number, got {value!r}")
-    ok_low = v > low if low_open else v >= low
-    if not (ok_low and v <= high):
-        lb = "(" if low_open else "["
-        raise ValueError(f"{owner}.{name} must be in {lb}{low}, {high}], got {v}")
-    return v
+    return check_number(owner, name, value, low, high, low_open=low_open)
 
 
 @dataclass(frozen=True)
