@@ -7,7 +7,9 @@ exception or by Ctrl-C, aborts and brings the outputs to 0 V (and checks that th
 Robustness: timeouts; queries that only read (``*IDN?``, ``READ?``, ``READ:BLOCK?``, ``GEOM?``,
 ``STAT?``, ``SYST:ERR?`` ...) are retried a bounded number of times, over a fresh connection;
 pulses are never retried; the error queue is read after every write; garbled or short replies are
-detected (parse, length and terminator checks).
+detected (parse, length and terminator checks). One limitation: ``SYST:ERR?`` pops the
+instrument's error queue, so if its reply is lost and the query retried, that error is not seen
+(the retry reports the next entry, usually "No error").
 
 Journal: with a :class:`hw.journal.Journal`, every pulse and read is recorded, and long jobs
 (``program_random``) are resumable by job id without pulsing any cell twice.
