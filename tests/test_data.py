@@ -338,3 +338,15 @@ def test_cli_twin_info_encode(tmp_path, capsys):
     assert main(["encode", "--dataset", "ntidigits", "--root", str(tmp_path / "none.hdf5"),
                  "--out", str(feats), "--no-progress"]) == 2
     assert "make-twin ntidigits" in capsys.readouterr().err
+
+
+def test_twin_settings_are_validated():
+    from lsm.data.twin_nmnist import DVSParams
+    from lsm.data.twin_ntidigits import CochleaParams
+
+    with pytest.raises(ValueError, match=r"DVSParams.contrast_threshold must be in \(0.0"):
+        DVSParams(contrast_threshold=0.0)
+    with pytest.raises(ValueError, match=r"CochleaParams.f_high must be in \(100.0"):
+        CochleaParams(f_high=50.0)
+    with pytest.raises(TypeError, match="CochleaParams.n_channels must be an integer"):
+        CochleaParams(n_channels=6.4)

@@ -68,6 +68,15 @@ class DVSParams:
     step_us: float = 500.0
     background: float = 0.05
 
+    def __post_init__(self) -> None:
+        from lsm._validate import check_number
+
+        for name in ("contrast_threshold", "saccade_ms", "step_us"):
+            check_number("DVSParams", name, getattr(self, name), 0.0, low_open=True)
+        for name in ("threshold_sigma", "refractory_us", "noise_hz", "amplitude_px"):
+            check_number("DVSParams", name, getattr(self, name), 0.0)
+        check_number("DVSParams", "background", self.background, 0.0, 1.0, high_open=True)
+
 
 @njit(cache=True)
 def _bilinear(img, y, x):

@@ -67,6 +67,16 @@ class CochleaParams:
     refractory_s: float = 0.001
     rms: float = 0.1
 
+    def __post_init__(self) -> None:
+        from lsm._validate import check_int, check_number
+
+        check_int("CochleaParams", "n_channels", self.n_channels, 1)
+        check_number("CochleaParams", "f_low", self.f_low, 0.0, low_open=True)
+        check_number("CochleaParams", "f_high", self.f_high, self.f_low, low_open=True)
+        for name in ("threshold", "gain", "rms"):
+            check_number("CochleaParams", name, getattr(self, name), 0.0, low_open=True)
+        check_number("CochleaParams", "refractory_s", self.refractory_s, 0.0)
+
 
 @njit(cache=True)
 def _integrate_and_fire(rect, fs, gain, threshold, refractory_s):
