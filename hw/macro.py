@@ -266,7 +266,9 @@ class Macro:
         With a journal, the job is recorded under ``job_id`` (a new id when None); running it
         again with the same id continues where it stopped. A row found *pending* (its command
         may or may not have run) is read first, and only cells still below the lab's
-        ``formed_threshold_us`` are pulsed: no cell gets a second forming pulse.
+        ``formed_threshold_us`` are pulsed: no cell gets a second forming pulse. A *new* job id
+        does not look at the cells first: on cells that are already formed its pulses act as
+        SET pulses, so reuse the id that formed a block.
 
         Returns
         -------

@@ -357,3 +357,18 @@ def test_cli_hw_commands(emulator, tmp_path, capsys):
 def test_real_chip_identifies(chip_resource):
     with Macro(chip_resource) as m:
         assert m.idn["protocol"].split(".")[0] == "1"
+
+
+def test_hardware_walkthrough_example(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "examples" / "hardware_walkthrough.py"
+    spec = importlib.util.spec_from_file_location("walkthrough", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    s = mod.main(["--out", str(tmp_path), "--samples", "6"])
+    assert 20 < s["map_mean_us"] < 35 and s["journal_ops"] > 114
+    assert s["spike_agreement"] > 0.9
+    assert (tmp_path / "map.h5").exists()
+    ops = Journal(tmp_path / "lab.sqlite").ops()
+    assert sum(o["command"] == "PULS:FORM" for o in ops) == 114  # formed once, one row each
