@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lsm.cli import ensure_demo_twins
 from lsm.contrastive import ZeroShotConfig
 from lsm.contrastive.run import format_zeroshot, run_zeroshot
+from lsm.data.demo import ensure_demo_twins
 
 
 def main(argv=None) -> dict:

@@ -222,107 +222,9 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
-PAPER_SUPERVISED = {"nmnist": 89.11, "ntidigits": 70.79}
-
-
-def _weights_factory(name: str):
-    if name == "crossbar":
-        from lsm.weights import CrossbarWeights
-
-        return CrossbarWeights
-    return lambda: None
-
-
-def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_dir="runs",
-              cache=None, weights: str = "gaussian", progress: bool = True) -> dict:
-    """Supervised classification on one dataset, over seeds and reservoir draws."""
-    import dataclasses
-
-    import tomli_w
-
-    from lsm.config import LSMConfig
-    from lsm.data import (
-        encode_dataset,
-        nmnist,
-        nmnist_preprocessing,
-        ntidigits,
-        ntidigits_preprocessing,
-    )
-    from lsm.data.formats import data_kind
-    from lsm.readout import ReadoutConfig, train_and_test
-    from lsm.reservoir import LSM
-    from lsm.runs import mean_std, new_run_dir, write_json
-
-    cfg = ReadoutConfig(kind=readout)
-    run = new_run_dir(out_dir, f"train-{dataset}")
-    per_seed, first = [], None
-    for seed in range(seeds):
-        if dataset == "nmnist":
-            lsm_cfg, pre = LSMConfig.nmnist(seed=seed), nmnist_preprocessing()
-            tr, te = nmnist(root, "train"), nmnist(root, "test")
-            groups = None
-        else:
-            lsm_cfg, pre = LSMConfig.ntidigits(seed=seed), ntidigits_preprocessing()
-            tr, te = ntidigits(root, "train"), ntidigits(root, "test")
-            groups = None
-        lsm = LSM(lsm_cfg, weights=_weights_factory(weights)())
-        a = encode_dataset(tr, pre, lsm, cache=cache, progress=progress)
-        b = encode_dataset(te, pre, lsm, cache=cache, progress=progress)
-        if dataset == "ntidigits":
-            groups = np.array(tr.speakers)[np.isin(tr.sample_ids, a.sample_ids)]
-        res = train_and_test(a.features, a.labels, b.features, b.labels, cfg, seed, groups)
-        per_seed.append({k: v for k, v in res.items() if k != "readout"} | {"seed": seed})
-        first = first or res
-    acc = mean_std([p["test_accuracy"] for p in per_seed])
-    result = {"dataset": dataset, "data": data_kind(root), "root": str(root),
-              "readout": dataclasses.asdict(cfg), "weights": weights, "seeds": seeds,
-              "test_accuracy": acc, "chance": per_seed[0]["chance"],
-              "paper_accuracy": PAPER_SUPERVISED[dataset] / 100, "per_seed": per_seed,
-              "run_dir": str(run)}
-    write_json(run / "metrics.json", result)
-    (run / "config.toml").write_text(tomli_w.dumps(
-        {"lsm": lsm_cfg.replace(seed=0).to_dict(), "readout": dataclasses.asdict(cfg),
-         "data": {"dataset": dataset, "root": str(root), "weights": weights}}))
-    _train_plots(run, first)
-    return result
-
-
-def _train_plots(run, res) -> None:
-    from matplotlib.figure import Figure
-
-    from lsm.plots import save_figure
-
-    r = res["readout"]
-    if r.curves.get("loss"):
-        fig = Figure(figsize=(6, 3.5))
-        ax = fig.add_subplot()
-        ax.plot(r.curves["loss"], label="training loss")
-        ax2 = ax.twinx()
-        ax2.plot(r.curves["val"], color="C1", label="validation accuracy")
-        ax2.axvline(r.best_epoch, color="C1", ls=":")
-        ax.set_xlabel("epoch")
-        fig.legend(fontsize=8)
-        save_figure(fig, run / "training_curves.png")
-    fig = Figure(figsize=(4.5, 4))
-    ax = fig.add_subplot()
-    ax.imshow(np.array(res["confusion"]), cmap="Blues")
-    ax.set_xticks(range(len(res["classes"])), res["classes"])
-    ax.set_yticks(range(len(res["classes"])), res["classes"])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"test accuracy {res['test_accuracy']:.3f}")
-    save_figure(fig, run / "confusion_matrix.png")
-
-
-def format_train(r: dict) -> str:
-    a = r["test_accuracy"]
-    return (f"{r['dataset']} ({r['data']}), {r['readout']['kind']} readout, {r['weights']} "
-            f"weights, {r['seeds']} seed(s): test accuracy {100 * a['mean']:.2f} +- "
-            f"{100 * a['std']:.2f} % (chance {100 * r['chance']:.1f} %; paper, real dataset: "
-            f"{100 * r['paper_accuracy']:.2f} %)\nrun directory: {r['run_dir']}")
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
+    from lsm.train import format_train, run_train
+
     try:
         r = run_train(args.dataset, args.root, args.readout, args.seeds, args.out, args.cache,
                       args.weights, progress=not args.no_progress)
@@ -348,12 +250,13 @@ def _zeroshot_config(args):
 def _cmd_zeroshot(args: argparse.Namespace) -> int:
     from lsm.contrastive.run import format_zeroshot, run_zeroshot
     from lsm.data import BadSampleError
+    from lsm.train import weights_factory
 
     try:
         cfg = _zeroshot_config(args)
         r = run_zeroshot(args.nmnist, args.ntidigits, args.seeds, cfg, args.out, args.cache,
                          progress=not args.no_progress,
-                         weights_factory=_weights_factory(args.weights))
+                         weights_factory=weights_factory(args.weights))
     except (FileNotFoundError, ValueError, BadSampleError) as exc:
         raise CLIError(str(exc)) from None
     print(json.dumps({k: v for k, v in r.items() if k != "per_seed"}) if args.json
@@ -361,23 +264,9 @@ def _cmd_zeroshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_demo_twins(base: Path, progress: bool = True) -> tuple[Path, Path]:
-    """The demo's offline twins under ``base/twins`` (made on first use, about 30 s)."""
-    from lsm.data.twin_nmnist import make_nmnist_twin
-    from lsm.data.twin_ntidigits import make_ntidigits_twin
-
-    nm, td = base / "twins" / "nmnist", base / "twins" / "ntidigits.hdf5"
-    if not (nm / "lsm_twin.json").exists():
-        print(f"making the N-MNIST twin in {nm} ...", file=sys.stderr)
-        make_nmnist_twin(nm, n_train=1497, n_test=300, seed=0, progress=progress)
-    if not td.exists():
-        print(f"making the N-TIDIGITS twin in {td} ...", file=sys.stderr)
-        make_ntidigits_twin(td, n_speakers=60, takes=2, seed=0, progress=progress)
-    return nm, td
-
-
 def _cmd_bench_train_cost(args: argparse.Namespace) -> int:
     from lsm.contrastive.train_cost import bench_train_cost, format_train_cost
+    from lsm.data.demo import ensure_demo_twins
 
     if (args.nmnist is None) != (args.ntidigits is None):
         raise CLIError("give both --nmnist and --ntidigits, or neither (demo twins)")
@@ -398,6 +287,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     """Offline twins (made once), then the zero-shot protocol and the supervised readouts."""
     from lsm.contrastive import ZeroShotConfig
     from lsm.contrastive.run import format_zeroshot, run_zeroshot
+    from lsm.data.demo import ensure_demo_twins
+    from lsm.train import format_train, run_train
 
     base = Path(args.dir)
     progress = not args.no_progress
