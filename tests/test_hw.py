@@ -372,3 +372,14 @@ def test_hardware_walkthrough_example(tmp_path):
     assert (tmp_path / "map.h5").exists()
     ops = Journal(tmp_path / "lab.sqlite").ops()
     assert sum(o["command"] == "PULS:FORM" for o in ops) == 114  # formed once, one row each
+
+
+def test_ascii_dialogue_on_pyvisa_sim():
+    """The same driver over pyvisa-sim's simulated resource (no socket at all)."""
+    yaml = Path(__file__).parents[1] / "hw" / "imc40.sim.yaml"
+    with Macro("TCPIP0::127.0.0.1::5025::SOCKET", backend=f"{yaml}@sim") as m:
+        assert m.idn["serial"] == "SIM-0" and m.geometry == (512, 512)
+        assert m.status() == {"state": "IDLE", "vout": 0.0, "pulses": 0}
+        assert m.readout().bits == 14
+        with pytest.raises(LimitError):
+            m.pulse((0, 1, 0, 1), Pulse.form(amplitude_v=5.0))
