@@ -28,6 +28,7 @@ __all__ = [
     "ArrayWeights",
     "CrossbarWeights",
     "InLoopCrossbar",
+    "MeasuredWeights",
     "DIFFERENTIAL_SIGMA_US",
     "as_weight_source",
 ]
@@ -381,3 +382,64 @@ class CrossbarWeights:
             gain_rec=config.w_rec_const / self.g_unit_us,
             seed=int(np.random.SeedSequence([seed, 2]).generate_state(1, np.uint64)[0]),
         )
+
+
+# ---------------------------------------------------------------------- measured maps
+@dataclass(frozen=True)
+class MeasuredWeights:
+    """Weights from a conductance map measured on a chip (``lsm hw read-map`` writes one).
+
+    The file is ``.npz`` or ``.h5`` with a ``g_us`` array (and optional ``settings``). The map is
+    either exactly the LSM's block of differential pairs ((n_inputs + n_neurons) x
+    2 n_neurons), or a larger map with the block at ``offset``; then
+    ``w = const * (G+ - G-) / g_unit_us`` as for :class:`CrossbarWeights`.
+
+    Parameters
+    ----------
+    path : str or Path
+    offset : (row, col)
+        Top-left cell of the block inside the map.
+    g_unit_us : float
+    """
+
+    path: Any
+    offset: tuple = (0, 0)
+    g_unit_us: float = 1.0
+
+    def load(self) -> tuple[np.ndarray, dict]:
+        from pathlib import Path
+
+        p = Path(self.path)
+        if not p.exists():
+            raise FileNotFoundError(f"measured map not found: {p}")
+        if p.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(p, "r") as f:
+                if "g_us" not in f:
+                    raise ValueError(f"{p}: no 'g_us' dataset")
+                return np.asarray(f["g_us"][()], dtype=np.float64), dict(f.attrs)
+        with np.load(p, allow_pickle=False) as f:
+            if "g_us" not in f.files:
+                raise ValueError(f"{p}: no 'g_us' array (found {f.files})")
+            settings = {"settings": str(f["settings"])} if "settings" in f.files else {}
+            return np.asarray(f["g_us"], dtype=np.float64), settings
+
+    def build(self, config: LSMConfig) -> WeightSet:
+        from lsm.crossbar import DifferentialMapping
+
+        g, settings = self.load()
+        if g.ndim != 2:
+            raise ValueError(f"{self.path}: g_us must be 2-D, got shape {g.shape}")
+        mapping = DifferentialMapping(config.n_inputs, config.n_neurons, g.shape[0], g.shape[1],
+                                      int(self.offset[0]), int(self.offset[1]))
+        r = mapping.region
+        block = g[r.row_start:r.row_stop, r.col_start:r.col_stop]
+        w_in, w_rec = mapping.weights(block, config.w_in_const, config.w_rec_const,
+                                      self.g_unit_us)
+        w_in, w_rec = check_weights(w_in, w_rec, config, f"MeasuredWeights({self.path})")
+        ws = WeightSet(w_in, w_rec)
+        return WeightSet(w_in, w_rec, {"source": "measured", "path": str(self.path),
+                                       "offset": list(self.offset), "g_unit_us": self.g_unit_us,
+                                       "sha256": ws.fingerprint(), "map_settings": {
+                                           k: str(v) for k, v in settings.items()}})

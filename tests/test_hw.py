@@ -383,3 +383,27 @@ def test_ascii_dialogue_on_pyvisa_sim():
         assert m.readout().bits == 14
         with pytest.raises(LimitError):
             m.pulse((0, 1, 0, 1), Pulse.form(amplitude_v=5.0))
+
+
+def test_measured_map_file_gives_the_chip_weights(emulator, tmp_path):
+    """A map read on the (emulated) chip and exported, then simulated from the file."""
+    from lsm import LSM, LSMConfig
+    from lsm.crossbar import DifferentialMapping
+    from lsm.weights import MeasuredWeights
+
+    cfg = LSMConfig(n_inputs=20, n_neurons=10, n_bins=10)
+    with Macro(emulator.resource) as m:
+        m.program_random((0, 64, 0, 64), progress=False)
+        g = m.read_map((0, 64, 0, 64))
+    for name in ("map.npz", "map.h5"):
+        export_map(tmp_path / name, g, {"repeats": 1})
+        lsm = LSM(cfg, weights=MeasuredWeights(tmp_path / name, offset=(5, 7)))
+        block = g.astype(np.float32).astype(np.float64)[5:35, 7:27]
+        w_in, w_rec = DifferentialMapping(20, 10).weights(block, 0.07, 0.07)
+        np.testing.assert_array_equal(lsm.w_in, w_in)
+        np.testing.assert_array_equal(lsm.w_rec, w_rec)
+        assert lsm.provenance["source"] == "measured"
+    with pytest.raises(ValueError, match="need 30 rows x 20 columns"):
+        LSM(cfg, weights=MeasuredWeights(tmp_path / "map.npz", offset=(50, 50)))
+    with pytest.raises(FileNotFoundError, match="measured map not found"):
+        LSM(cfg, weights=MeasuredWeights(tmp_path / "none.npz"))
