@@ -437,6 +437,27 @@ def _cmd_crossbar_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_crossbar_verify(args: argparse.Namespace) -> int:
+    from lsm.crossbar import CrossbarArray, DeviceParams, FaultParams, Region
+
+    try:
+        dev = DeviceParams(faults=FaultParams(p_stuck_hrs=args.p_stuck_hrs,
+                                              p_stuck_lrs=args.p_stuck_lrs))
+        arr = CrossbarArray(args.rows, args.cols, dev, seed=args.seed)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    region = Region(0, args.rows, 0, args.cols)
+    targets = np.random.default_rng(args.seed).uniform(args.low_us, args.high_us, region.shape)
+    try:
+        res = arr.program_verify(targets, region, tol_us=args.tol_us, max_iter=args.max_iter)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    out = res.summary()
+    out["failed_cells_first"] = res.failed_cells[:10]
+    _print_result(out, args.json)
+    return 0
+
+
 def _cmd_crossbar_vmm_error(args: argparse.Namespace) -> int:
     from lsm.crossbar.analysis import vmm_error_sweep
     from lsm.plots import vmm_error_plot
@@ -605,6 +626,18 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--out", default="crossbar_conductance.png", help="histogram PNG")
     smp.add_argument("--json", action="store_true")
     smp.set_defaults(func=_cmd_crossbar_sample)
+    vf = xb_sub.add_parser("verify", help="write-verify random targets; convergence statistics")
+    vf.add_argument("--rows", type=int, default=128)
+    vf.add_argument("--cols", type=int, default=128)
+    vf.add_argument("--low-us", type=float, default=5.0, help="targets drawn uniformly from")
+    vf.add_argument("--high-us", type=float, default=50.0, help="... up to this, uS")
+    vf.add_argument("--tol-us", type=float, default=0.5)
+    vf.add_argument("--max-iter", type=int, default=20)
+    vf.add_argument("--p-stuck-hrs", type=float, default=0.0)
+    vf.add_argument("--p-stuck-lrs", type=float, default=0.0)
+    vf.add_argument("--seed", type=int, default=0)
+    vf.add_argument("--json", action="store_true")
+    vf.set_defaults(func=_cmd_crossbar_verify)
     ve = xb_sub.add_parser("vmm-error", help="sweep read noise and ADC bits; plot the multiply "
                                              "error against an ideal matmul")
     ve.add_argument("--vectors", type=int, default=200, help="random input vectors per point")

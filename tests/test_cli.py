@@ -143,3 +143,11 @@ def test_lsm_never_imports_the_lab_packages():
             "assert not bad, bad\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_crossbar_verify_cli(capsys):
+    assert main(["crossbar", "verify", "--rows", "32", "--cols", "32", "--p-stuck-lrs", "0.01",
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["cells"] == 1024 and r["converged_fraction"] >= 0.97
+    assert r["failed"] == round((1 - r["converged_fraction"]) * 1024)
