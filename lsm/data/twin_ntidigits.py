@@ -180,9 +180,14 @@ class Espeak:
             return cls._instance
 
     def say(self, text: str, voice: str = "en-us", rate_wpm: int = 170,
-            pitch: int = 50) -> np.ndarray:
-        """Synthesise ``text``; returns int16 samples at :attr:`fs` Hz."""
+            pitch: int = 50, seed: int | None = None) -> np.ndarray:
+        """Synthesise ``text``; returns int16 samples at :attr:`fs` Hz.
+
+        ``seed`` seeds espeak-ng's own noise generator (breathy voice variants), which is
+        otherwise seeded from the clock."""
         with self._lock:
+            if seed is not None:
+                self.lib.espeak_ng_SetRandSeed(ctypes.c_long(int(seed) & 0x7FFFFFFF))
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ValueError(f"espeak-ng has no voice {voice!r}")
             self.lib.espeak_SetParameter(self.RATE, int(rate_wpm), 0)
@@ -208,13 +213,15 @@ def _speakers(n: int, rng: np.random.Generator) -> list[tuple[str, int, int]]:
     return [combos[i] for i in sorted(pick)]
 
 
-def _synthesise_chunk(chunk, cochlea: CochleaParams):
+def _synthesise_chunk(chunk, cochlea: CochleaParams, seed: int = 0):
     """Worker: speak and hear a list of ((speaker, take, label), (voice, rate, pitch))."""
     tts = Espeak.get()
     out = []
     for (s, take, lab), (voice, rate, pitch) in chunk:
-        # takes differ slightly in rate and pitch, as a speaker's repetitions do
-        wave = tts.say(WORDS[lab], voice, rate + 6 * take, pitch + 3 * take)
+        # takes differ slightly in rate and pitch, as a speaker's repetitions do; espeak's noise
+        # generator is seeded per utterance
+        utt_seed = int(np.random.SeedSequence([seed, s, take, ord(lab)]).generate_state(1)[0])
+        wave = tts.say(WORDS[lab], voice, rate + 6 * take, pitch + 3 * take, seed=utt_seed)
         ch, t = cochlea_events(wave.astype(np.float64), tts.fs, cochlea)
         spk = voice.replace("-", "_").replace("+", "_") + f"_r{rate}_p{pitch}"
         out.append(((s, take, lab), f"{spk}-{take}-{lab}", ch, t))
@@ -227,7 +234,9 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
                         workers: int | None = None) -> dict:
     """Write an N-TIDIGITS-layout HDF5 twin: every speaker says the 11 words ``takes`` times.
 
-    Synthesis and the cochlea run in ``workers`` spawned processes (default: all CPUs).
+    Synthesis and the cochlea run in ``workers`` spawned processes (default: all CPUs), a fresh
+    one per chunk of speakers; in a script, call this under ``if __name__ == "__main__":`` as
+    Python's spawn start method requires (the ``lsm`` command does).
 
     Speakers are drawn (with ``seed``) from espeak-ng voices x variants x rates x pitches; a
     ``test_fraction`` of them form the test split. Sample ids are
@@ -247,8 +256,9 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     jobs = [(s, take, lab) for s in range(len(speakers)) for take in range(takes)
             for lab in WORDS]
     # espeak-ng keeps state from one utterance to the next, so the same utterance can differ
-    # with what was said before it. Each chunk of speakers is synthesised in a fresh process
-    # (spawned, one task per process): the same seed then gives the same file, bit for bit.
+    # with what was said before it, and seeds its noise generator from the clock. Each chunk of
+    # speakers is synthesised in a fresh process (spawned, one task per process) and every
+    # utterance seeds the noise: the same seed then gives the same file, bit for bit.
     per_chunk = max(1, -(-len(speakers) // max(2, min(16, len(speakers) // 3))))
     chunks = [[(j, speakers[j[0]]) for j in jobs if lo <= j[0] < lo + per_chunk]
               for lo in range(0, len(speakers), per_chunk)]
@@ -258,7 +268,7 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     with ctx.Pool(processes=min(workers, len(chunks)), maxtasksperchild=1) as pool, \
             tqdm(total=len(jobs), desc="N-TIDIGITS twin", unit="utterance",
                  disable=not progress) as bar:
-        for results in pool.imap(partial(_synthesise_chunk, cochlea=cochlea), chunks):
+        for results in pool.imap(partial(_synthesise_chunk, cochlea=cochlea, seed=seed), chunks):
             for (s, _take, _lab), sample_id, ch, t in results:
                 splits["test" if s in test_idx else "train"].append((sample_id, ch, t))
                 counts.append(len(ch))
