@@ -264,7 +264,7 @@ def _read_message(rfile) -> tuple[str, bytes | None] | None:
                 digits = rfile.read(n) if n > 0 else b""
                 hlen, length = block_header_length(head + digits)
             except BlockError:
-                _discard_line(rfile)
+                rfile.readline()  # drop the rest of the malformed line
                 return buf.decode(errors="replace").rstrip(", "), BAD_BLOCK
             payload = rfile.read(length)
             rest = rfile.readline()
@@ -274,10 +274,6 @@ def _read_message(rfile) -> tuple[str, bytes | None] | None:
         if ch == b"\n":
             return buf.decode(errors="replace").rstrip("\r"), None
         buf += ch
-
-
-def _discard_line(rfile) -> None:
-    rfile.readline()
 
 
 class EmulatorServer(socketserver.TCPServer):

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from lsm.config import LSMConfig
 from lsm.events import EventBatch
 from lsm.kernels import RESET_CODES, lif_events
-from lsm.weights import WeightSet, as_weight_source
+from lsm.weights import WeightSet, as_weight_source, check_weights
 
 __all__ = ["LSM", "FEATURES", "BACKENDS"]
 
@@ -85,8 +85,6 @@ class LSM:
         if not isinstance(ws, WeightSet):
             raise TypeError(f"{self.weight_source!r}.build() must return a WeightSet")
         # a source may be buggy: check what it returned, like explicit arrays
-        from lsm.weights import check_weights
-
         self.w_in, self.w_rec = check_weights(ws.w_in, ws.w_rec, self.config,
                                               type(self.weight_source).__name__)
         self.provenance = dict(ws.provenance)

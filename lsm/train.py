@@ -44,14 +44,13 @@ def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_d
     run = new_run_dir(out_dir, f"train-{dataset}")
     per_seed, first = [], None
     for seed in range(seeds):
+        groups = None
         if dataset == "nmnist":
             lsm_cfg, pre = LSMConfig.nmnist(seed=seed), nmnist_preprocessing()
             tr, te = nmnist(root, "train"), nmnist(root, "test")
-            groups = None
         else:
             lsm_cfg, pre = LSMConfig.ntidigits(seed=seed), ntidigits_preprocessing()
             tr, te = ntidigits(root, "train"), ntidigits(root, "test")
-            groups = None
         lsm = LSM(lsm_cfg, weights=weights_factory(weights)())
         a = encode_dataset(tr, pre, lsm, cache=cache, progress=progress)
         b = encode_dataset(te, pre, lsm, cache=cache, progress=progress)

@@ -36,8 +36,8 @@ from lsm.contrastive.losses import LOSSES
 from lsm.contrastive.zeroshot import (
     ModalityData,
     ZeroShotConfig,
-    _epoch_pairs,
-    _train_one,
+    epoch_pairs,
+    train_heads,
     validation_mask,
 )
 
@@ -131,12 +131,12 @@ def bench_train_cost(nmnist_root, ntidigits_path, cfg: ZeroShotConfig | None = N
     val_a = validation_mask(aud, cfg.val_fraction, rng)
     tv, va, ta, aa = vis.subset(~val_v), vis.subset(val_v), aud.subset(~val_a), aud.subset(val_a)
     t0 = time.perf_counter()
-    model = _train_one(tv, ta, va, aa, cfg, cfg.embed_dims[0], cfg.temperatures[0], seed)
+    model = train_heads(tv, ta, va, aa, cfg, cfg.embed_dims[0], cfg.temperatures[0], seed)
     t_heads_all = time.perf_counter() - t0
     target = model.val_score
     epochs_to_target = model.best_epoch + 1
     head_macs = model.vision.macs_per_sample() + model.audio.macs_per_sample()
-    pairs_per_epoch = len(_epoch_pairs(tv.labels, ta.labels, np.random.default_rng(0))[0])
+    pairs_per_epoch = len(epoch_pairs(tv.labels, ta.labels, np.random.default_rng(0))[0])
     lsm_train_macs = 3 * head_macs * pairs_per_epoch * epochs_to_target
     t_heads = t_heads_all * epochs_to_target / cfg.epochs
 
@@ -160,7 +160,7 @@ def bench_train_cost(nmnist_root, ntidigits_path, cfg: ZeroShotConfig | None = N
     bar = tqdm(range(max_srnn_epochs), desc="spiking RNN (BPTT)", disable=not progress)
     for epoch in bar:
         t0 = time.perf_counter()
-        vi, ai = _epoch_pairs(lab_v[idx_tv], lab_a[idx_ta], rng)
+        vi, ai = epoch_pairs(lab_v[idx_tv], lab_a[idx_ta], rng)
         for lo in range(0, len(vi), cfg.batch_size):
             bv, ba = idx_tv[vi[lo:lo + cfg.batch_size]], idx_ta[ai[lo:lo + cfg.batch_size]]
             if len(bv) < 2:

@@ -26,7 +26,8 @@ from lsm.contrastive.heads import ProjectionHead
 from lsm.contrastive.losses import LOSSES, Temperature, check_temperature
 from lsm.contrastive.metrics import prototype_classification, retrieval, retrieval_chance
 
-__all__ = ["ModalityData", "ZeroShotConfig", "ZeroShotModel", "validate_inputs",
+__all__ = ["ModalityData", "ZeroShotConfig", "ZeroShotModel", "validate_inputs", "epoch_pairs",
+           "train_heads",
            "split_validation", "validation_mask", "fit", "evaluate", "zeroshot_protocol"]
 
 
@@ -152,7 +153,7 @@ def split_validation(d: ModalityData, fraction: float, rng: np.random.Generator
     return d.subset(~val), d.subset(val)
 
 
-def _epoch_pairs(v_labels, a_labels, rng):
+def epoch_pairs(v_labels, a_labels, rng):
     """Same-digit (vision, audio) index pairs, re-drawn: per class as many pairs as the larger
     modality has samples, the smaller one sampled with replacement."""
     vi, ai = [], []
@@ -176,8 +177,10 @@ def _val_score(vision, audio, val_v: ModalityData, val_a: ModalityData) -> float
     return 0.5 * (a2i + i2a)
 
 
-def _train_one(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: int,
-               temperature: float, seed: int) -> ZeroShotModel:
+def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: int,
+                temperature: float, seed: int) -> ZeroShotModel:
+    """Train one pair of heads (one embedding size, one temperature); keep the epoch with the
+    best validation retrieval. Reads only the training and validation parts."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     vision = ProjectionHead(train_v.features.shape[1], embed_dim, cfg.n_layers)
@@ -193,7 +196,7 @@ def _train_one(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: i
     for epoch in range(cfg.epochs):
         vision.train()
         audio.train()
-        vi, ai = _epoch_pairs(train_v.labels, train_a.labels, rng)
+        vi, ai = epoch_pairs(train_v.labels, train_a.labels, rng)
         total, n = 0.0, 0
         for lo in range(0, len(vi), cfg.batch_size):
             bv, ba = vi[lo:lo + cfg.batch_size], ai[lo:lo + cfg.batch_size]
@@ -240,7 +243,7 @@ def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroSho
     best = None
     candidates = []
     for k, (dim, temp) in enumerate(itertools.product(cfg.embed_dims, cfg.temperatures)):
-        m = _train_one(tv, ta, va, aa, cfg, dim, temp, seed * 1000 + k)
+        m = train_heads(tv, ta, va, aa, cfg, dim, temp, seed * 1000 + k)
         candidates.append({"embed_dim": dim, "temperature": temp, "val_score": m.val_score,
                            "best_epoch": m.best_epoch})
         if best is None or m.val_score > best.val_score:
