@@ -196,7 +196,8 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
     n_bins : int
         Update steps per sample.
     w_in : float32 (n_inputs, n_neurons) C-contiguous, or (0, 0)
-        Dense input weights; (0, 0) selects ``in_indptr, in_indices, in_data`` (CSR, row = input).
+        Dense input weights; (0, 0) selects ``in_indptr, in_indices, in_data`` (CSR, row = input;
+        int64 indptr, uint32 indices, float32 data).
     w_rec : float32 (n_neurons, n_neurons) C-contiguous, or (0, 0)
         Dense recurrent weights (row = presynaptic neuron); (0, 0) selects the CSR operands.
     decay, v_th : float32
