@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 from scipy.special import comb
 
-__all__ = ["retrieval", "retrieval_chance", "prototype_classification", "similarity"]
+__all__ = ["retrieval", "retrieval_chance", "prototype_classification", "similarity",
+           "versus_chance"]
 
 
 def similarity(q: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -53,3 +55,53 @@ def prototype_classification(q: np.ndarray, q_labels: np.ndarray, g: np.ndarray,
             confusion[index[t], index[p]] += 1
     return {"accuracy": float((pred == q_labels).mean()), "chance": 1.0 / len(classes),
             "classes": classes.tolist(), "confusion": confusion.tolist()}
+
+
+def versus_chance(values, chance: float, alpha: float = 0.05) -> dict:
+    """Is a metric measured over independent runs (seeds with fresh reservoir draws) above chance?
+
+    The unit of replication is the run: samples of one test set share one trained model, so a
+    binomial test over test samples would overstate the evidence. With ``n`` runs of mean
+    ``m`` and sample standard deviation ``s``::
+
+        t = (m - chance) / (s / sqrt(n)),    p = P(T_{n-1} >= t)      (one-sided)
+        CI = m +- t_{n-1, 0.975} * s / sqrt(n)                         (two-sided, 95 %)
+
+    Parameters
+    ----------
+    values : array-like of float
+        The metric of each run.
+    chance : float
+        The metric's chance level.
+    alpha : float
+        Significance level of the verdict.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``std`` (ddof 1), ``n``, ``chance``, ``ci95`` ([low, high], or None for one
+        run), ``p_above_chance`` (None for one run; 0 or 1 when every run gave the same
+        value) and ``above_chance`` (``p_above_chance < alpha``).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) == 0 or not np.isfinite(v).all():
+        raise ValueError(f"values must be a non-empty 1-D array of finite numbers, got {values!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    n, mean = len(v), float(v.mean())
+    std = float(v.std(ddof=1)) if n > 1 else 0.0
+    out = {"mean": mean, "std": std, "n": n, "chance": float(chance), "ci95": None,
+           "p_above_chance": None, "above_chance": False}
+    if n < 2:
+        return out
+    if std == 0.0:
+        p = 0.0 if mean > chance else 1.0
+        out["ci95"] = [mean, mean]
+    else:
+        sem = std / np.sqrt(n)
+        p = float(stats.t.sf((mean - chance) / sem, df=n - 1))
+        half = float(stats.t.ppf(0.975, df=n - 1) * sem)
+        out["ci95"] = [mean - half, mean + half]
+    out["p_above_chance"] = p
+    out["above_chance"] = bool(p < alpha)
+    return out

@@ -9,8 +9,9 @@ import numpy as np
 import tomli_w
 
 from lsm.config import LSMConfig
+from lsm.contrastive.metrics import versus_chance
 from lsm.contrastive.zeroshot import ModalityData, ZeroShotConfig, zeroshot_protocol
-from lsm.runs import mean_std, new_run_dir, write_json
+from lsm.runs import new_run_dir, write_json
 
 __all__ = ["encode_modalities", "run_zeroshot", "format_zeroshot"]
 
@@ -73,7 +74,7 @@ def run_zeroshot(nmnist_root, ntidigits_path, seeds: int = 3, cfg: ZeroShotConfi
         if not vals:
             continue
         chance = per_seed[0]["metrics"][block][direction][CHANCE[metric]]
-        summary[f"{block}/{direction}/{metric}"] = {**mean_std(vals), "chance": chance}
+        summary[f"{block}/{direction}/{metric}"] = versus_chance(vals, chance)
     result = {"run_dir": str(run), "seeds": seeds, "summary": summary, "per_seed": per_seed,
               "protocol": dataclasses.asdict(cfg),
               "data": {"nmnist": str(nmnist_root), "ntidigits": str(ntidigits_path)}}
@@ -157,9 +158,18 @@ def _plots(run: Path, res: dict, test) -> None:
 
 
 def format_zeroshot(result: dict) -> str:
-    lines = [f"zero-shot over {result['seeds']} seed(s) (mean +- std; chance in brackets)"]
+    """The summary as a table: mean +- std over seeds, chance, 95 % interval of the mean and
+    the one-sided p-value of "above chance" (t-test over seeds, see :func:`versus_chance`)."""
+    lines = [f"zero-shot over {result['seeds']} seed(s): mean +- std over seeds [chance], "
+             "95 % CI of the mean, p(above chance)"]
     for key, v in result["summary"].items():
-        lines.append(f"  {key:<42} {100 * v['mean']:6.1f} +- {100 * v['std']:4.1f} %"
-                     f"   [{100 * v['chance']:.1f} %]")
+        line = (f"  {key:<42} {100 * v['mean']:6.1f} +- {100 * v['std']:4.1f} %"
+                f"  [{100 * v['chance']:5.1f} %]")
+        if v.get("ci95") is not None:
+            lo, hi = v["ci95"]
+            verdict = "above chance" if v["above_chance"] else "not shown above chance"
+            line += (f"  CI {100 * lo:5.1f}..{100 * hi:5.1f}  p={v['p_above_chance']:.3f}"
+                     f"  {verdict}")
+        lines.append(line)
     lines.append(f"run directory: {result['run_dir']}")
     return "\n".join(lines)
