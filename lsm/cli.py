@@ -244,7 +244,9 @@ def _zeroshot_config(args):
     return ZeroShotConfig(seen=seen, unseen=unseen, loss=args.loss, epochs=args.epochs,
                           embed_dims=tuple(int(d) for d in args.embed_dims.split(",")),
                           temperatures=tuple(float(t) for t in args.temperatures.split(",")),
-                          learnable_temperature=args.learnable_temperature)
+                          learnable_temperature=args.learnable_temperature,
+                          selection=args.selection.replace("-", "_"),
+                          n_class_folds=args.class_folds)
 
 
 def _cmd_zeroshot(args: argparse.Namespace) -> int:
@@ -550,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--embed-dims", default="64", help="candidates, chosen on validation")
     zs.add_argument("--temperatures", default="1.0", help="candidates, chosen on validation")
     zs.add_argument("--learnable-temperature", action="store_true")
+    zs.add_argument("--selection", choices=["held-out-classes", "seen-samples"],
+                    default="held-out-classes",
+                    help="validation by held-out seen classes (zero-shot score, default) or by "
+                         "held-out samples of every seen class")
+    zs.add_argument("--class-folds", type=int, default=3,
+                    help="folds of seen classes for --selection held-out-classes")
     zs.add_argument("--weights", choices=["gaussian", "crossbar"], default="gaussian")
     zs.add_argument("--out", default="runs")
     zs.add_argument("--cache", help="feature cache folder")

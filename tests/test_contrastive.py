@@ -1,5 +1,6 @@
 """Contrastive losses, heads, metrics, the zero-shot protocol, readouts, train-cost bench."""
 
+import dataclasses
 import json
 import math
 
@@ -24,6 +25,7 @@ from lsm.contrastive import (
     zeroshot_protocol,
 )
 from lsm.contrastive.metrics import prototype_classification, versus_chance
+from lsm.contrastive.zeroshot import SELECTIONS, class_folds
 
 
 # ---------------------------------------------------------------- slow references
@@ -260,6 +262,9 @@ def test_versus_chance_matches_scipy_and_handles_edge_cases():
     assert one["p_above_chance"] is None and one["ci95"] is None and not one["above_chance"]
     assert versus_chance([1.0, 1.0, 1.0], 0.5)["above_chance"]
     assert versus_chance([0.5, 0.5], 0.5)["p_above_chance"] == 1.0
+    top = versus_chance([0.99, 0.9, 1.0], 0.5)
+    assert top["ci95"][1] == 1.0 and versus_chance([0.99, 0.9, 1.0], 0.5, bounds=None)[
+        "ci95"][1] > 1.0
     for bad in ([], [0.5, float("nan")], [[0.5]]):
         with pytest.raises(ValueError, match="values"):
             versus_chance(bad, 0.5)
@@ -283,15 +288,36 @@ def test_versus_chance_error_rates():
     assert power > 0.98
 
 
-def test_protocol_detects_transfer_when_it_exists():
+@pytest.mark.parametrize("selection", SELECTIONS)
+def test_protocol_detects_transfer_when_it_exists(selection):
     (tv, ta), (ev, ea) = latent_modalities()
-    res = zeroshot_protocol(tv, ta, ev, ea, FAST, seed=0)
+    cfg = dataclasses.replace(FAST, selection=selection)
+    res = zeroshot_protocol(tv, ta, ev, ea, cfg, seed=0)
     m = res["metrics"]
     for d in ("audio_to_image", "image_to_audio"):
         assert m["seen"][d]["top1"] > 0.9
         assert m["unseen"][d]["top1"] > m["unseen"][d]["top1_chance"] + 0.3
         assert m["unseen"][d]["top1_chance"] == pytest.approx(0.5)
-    assert res["sizes"]["val_audio"] > 0 and res["selected"]["embed_dim"] == 16
+    assert res["selected"]["embed_dim"] == 16 and res["model"].selection == selection
+    if selection == "seen_samples":
+        assert res["sizes"]["val_audio"] > 0
+    else:
+        folds = res["sizes"]["class_folds"]
+        assert sorted(c for f in folds for c in f) == list(range(1, 8))
+        assert len(folds) == FAST.n_class_folds and min(len(f) for f in folds) >= 2
+        best = res["model"].candidates[0]
+        assert res["selected"]["best_epoch"] == best["best_epoch"]
+        assert best["val_score"] == max(best["val_curve"])
+
+
+def test_held_out_class_selection_settings():
+    with pytest.raises(ValueError, match=r"n_class_folds must be in \[2, 3\]"):
+        ZeroShotConfig(n_class_folds=4)
+    with pytest.raises(ValueError, match="selection must be one of"):
+        ZeroShotConfig(selection="test")
+    ZeroShotConfig(selection="seen_samples", n_class_folds=9)  # folds unused: accepted
+    folds = class_folds(range(1, 8), 3, np.random.default_rng(0))
+    assert [len(f) for f in folds] == [3, 2, 2] and sorted(sum(folds, ())) == list(range(1, 8))
 
 
 def test_validation_speakers_are_held_out_whole():
@@ -303,14 +329,16 @@ def test_validation_speakers_are_held_out_whole():
         assert not set(tr.groups[tr.labels == c]) & set(va.groups[va.labels == c])
 
 
-def test_test_split_is_not_read_before_the_final_evaluation():
+@pytest.mark.parametrize("selection", SELECTIONS)
+def test_test_split_is_not_read_before_the_final_evaluation(selection):
     """Poison the test features: training, selection and curves must not change."""
     (tv, ta), (ev, ea) = latent_modalities()
-    clean = zeroshot_protocol(tv, ta, ev, ea, FAST, seed=3)
+    cfg = dataclasses.replace(FAST, selection=selection)
+    clean = zeroshot_protocol(tv, ta, ev, ea, cfg, seed=3)
     rng = np.random.default_rng(9)
     pv = ModalityData("vision", rng.normal(size=ev.features.shape) * 1e3, ev.labels)
     pa = ModalityData("audio", rng.normal(size=ea.features.shape) * 1e3, ea.labels, ea.groups)
-    poisoned = zeroshot_protocol(tv, ta, pv, pa, FAST, seed=3)
+    poisoned = zeroshot_protocol(tv, ta, pv, pa, cfg, seed=3)
     assert clean["model"].curves == poisoned["model"].curves
     assert clean["selected"] == poisoned["selected"]
     for k, v in clean["model"].vision.state_dict().items():

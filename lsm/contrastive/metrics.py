@@ -57,7 +57,7 @@ def prototype_classification(q: np.ndarray, q_labels: np.ndarray, g: np.ndarray,
             "classes": classes.tolist(), "confusion": confusion.tolist()}
 
 
-def versus_chance(values, chance: float, alpha: float = 0.05) -> dict:
+def versus_chance(values, chance: float, alpha: float = 0.05, bounds=(0.0, 1.0)) -> dict:
     """Is a metric measured over independent runs (seeds with fresh reservoir draws) above chance?
 
     The unit of replication is the run: samples of one test set share one trained model, so a
@@ -67,6 +67,8 @@ def versus_chance(values, chance: float, alpha: float = 0.05) -> dict:
         t = (m - chance) / (s / sqrt(n)),    p = P(T_{n-1} >= t)      (one-sided)
         CI = m +- t_{n-1, 0.975} * s / sqrt(n)                         (two-sided, 95 %)
 
+    clipped to ``bounds`` (a rate cannot leave [0, 1]; pass None for an unbounded metric).
+
     Parameters
     ----------
     values : array-like of float
@@ -75,6 +77,8 @@ def versus_chance(values, chance: float, alpha: float = 0.05) -> dict:
         The metric's chance level.
     alpha : float
         Significance level of the verdict.
+    bounds : (float, float) or None
+        Range of the metric; the interval is clipped to it.
 
     Returns
     -------
@@ -101,7 +105,10 @@ def versus_chance(values, chance: float, alpha: float = 0.05) -> dict:
         sem = std / np.sqrt(n)
         p = float(stats.t.sf((mean - chance) / sem, df=n - 1))
         half = float(stats.t.ppf(0.975, df=n - 1) * sem)
-        out["ci95"] = [mean - half, mean + half]
+        lo, hi = mean - half, mean + half
+        if bounds is not None:
+            lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        out["ci95"] = [lo, hi]
     out["p_above_chance"] = p
     out["above_chance"] = bool(p < alpha)
     return out

@@ -102,7 +102,9 @@ def _plots(run: Path, res: dict, test) -> None:
     ax = fig.add_subplot()
     ax.plot(curves["loss"], label="training loss")
     ax2 = ax.twinx()
-    ax2.plot(curves["val"], color="C1", label="validation retrieval (seen)")
+    val_label = ("zero-shot retrieval on held-out seen classes (mean over folds)"
+                 if model.selection == "held_out_classes" else "validation retrieval (seen)")
+    ax2.plot(curves["val"], color="C1", label=val_label)
     ax2.axvline(model.best_epoch, color="C1", ls=":", lw=1)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -160,8 +162,9 @@ def _plots(run: Path, res: dict, test) -> None:
 def format_zeroshot(result: dict) -> str:
     """The summary as a table: mean +- std over seeds, chance, 95 % interval of the mean and
     the one-sided p-value of "above chance" (t-test over seeds, see :func:`versus_chance`)."""
-    lines = [f"zero-shot over {result['seeds']} seed(s): mean +- std over seeds [chance], "
-             "95 % CI of the mean, p(above chance)"]
+    selection = result.get("protocol", {}).get("selection", "")
+    lines = [f"zero-shot over {result['seeds']} seed(s), selection on {selection}: "
+             "mean +- std over seeds [chance], 95 % CI of the mean, p(above chance)"]
     for key, v in result["summary"].items():
         line = (f"  {key:<42} {100 * v['mean']:6.1f} +- {100 * v['std']:4.1f} %"
                 f"  [{100 * v['chance']:5.1f} %]")

@@ -4,8 +4,14 @@ Honest evaluation, unlike the reference code:
 
 * heads train on seen classes (1-7 by default) of the *training* splits only, with pairs of
   same-digit samples re-drawn every epoch (never file order);
-* a validation split is carved from the training split (per class; by speaker for audio), and
-  everything that is chosen (epoch, temperature, embedding size) is chosen on it;
+* a validation split is carved from the training split, and everything that is chosen (epoch,
+  temperature, embedding size) is chosen on it. By default the split is *by class*
+  (``selection="held_out_classes"``, the protocol zero-shot learning asks for, Xian et al.,
+  TPAMI 2019): the seen classes are cut into folds, heads trained on the other seen classes are
+  scored by zero-shot retrieval on each fold, and the settings and epoch with the best mean
+  score are then trained on all seen classes. ``selection="seen_samples"`` holds out samples of
+  every seen class instead (by speaker for audio) and selects for seen-class retrieval, which
+  favours late epochs that fit the seen classes;
 * the test splits are read once, after the model is fixed (:func:`evaluate`); unseen classes
   (8, 9 by default) never appear before that;
 * every metric is reported beside its chance level, and :func:`run_zeroshot` repeats the whole
@@ -26,9 +32,12 @@ from lsm.contrastive.heads import ProjectionHead
 from lsm.contrastive.losses import LOSSES, Temperature, check_temperature
 from lsm.contrastive.metrics import prototype_classification, retrieval, retrieval_chance
 
-__all__ = ["ModalityData", "ZeroShotConfig", "ZeroShotModel", "validate_inputs", "epoch_pairs",
-           "train_heads",
-           "split_validation", "validation_mask", "fit", "evaluate", "zeroshot_protocol"]
+__all__ = ["ModalityData", "ZeroShotConfig", "ZeroShotModel", "SELECTIONS", "validate_inputs",
+           "epoch_pairs", "train_heads", "class_folds", "split_validation", "validation_mask",
+           "fit", "evaluate", "zeroshot_protocol"]
+
+#: how the validation part of the seen classes is carved (see the module text)
+SELECTIONS = ("held_out_classes", "seen_samples")
 
 
 @dataclass
@@ -63,7 +72,10 @@ class ZeroShotConfig:
     """Settings of the contrastive training and the protocol (paper defaults).
 
     ``embed_dims`` and ``temperatures`` are candidate lists: each combination is trained and the
-    one with the best validation retrieval is kept (with its best epoch).
+    one with the best validation retrieval is kept (with its best epoch). ``selection`` is one
+    of :data:`SELECTIONS`; ``n_class_folds`` is the number of class folds of
+    ``"held_out_classes"`` (each fold needs two classes at least), ``val_fraction`` the share
+    of samples (speakers) held out per class by ``"seen_samples"``.
     """
 
     seen: tuple = (1, 2, 3, 4, 5, 6, 7)
@@ -77,6 +89,8 @@ class ZeroShotConfig:
     epochs: int = 100
     lr: float = 1e-3
     batch_size: int = 64
+    selection: str = "held_out_classes"
+    n_class_folds: int = 3
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -93,6 +107,13 @@ class ZeroShotConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.epochs < 1 or self.batch_size < 2 or not self.lr > 0:
             raise ValueError("epochs >= 1, batch_size >= 2 and lr > 0 are required")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.selection == "held_out_classes" and not \
+                2 <= self.n_class_folds <= len(self.seen) // 2:
+            raise ValueError(f"n_class_folds must be in [2, {len(self.seen) // 2}] for "
+                             f"{len(self.seen)} seen classes (two classes per fold at least), "
+                             f"got {self.n_class_folds}")
 
 
 @dataclass
@@ -105,6 +126,7 @@ class ZeroShotModel:
     val_score: float
     curves: dict = field(default_factory=dict)
     candidates: list = field(default_factory=list)
+    selection: str = "seen_samples"
 
     @torch.no_grad()
     def embed(self, data: ModalityData) -> np.ndarray:
@@ -153,6 +175,12 @@ def split_validation(d: ModalityData, fraction: float, rng: np.random.Generator
     return d.subset(~val), d.subset(val)
 
 
+def class_folds(classes, n_folds: int, rng: np.random.Generator) -> list[tuple]:
+    """The classes shuffled and cut into ``n_folds`` folds of (nearly) equal size."""
+    order = rng.permutation(np.asarray(classes))
+    return [tuple(int(c) for c in f) for f in np.array_split(order, n_folds)]
+
+
 def epoch_pairs(v_labels, a_labels, rng):
     """Same-digit (vision, audio) index pairs, re-drawn: per class as many pairs as the larger
     modality has samples, the smaller one sampled with replacement."""
@@ -178,9 +206,16 @@ def _val_score(vision, audio, val_v: ModalityData, val_a: ModalityData) -> float
 
 
 def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: int,
-                temperature: float, seed: int) -> ZeroShotModel:
-    """Train one pair of heads (one embedding size, one temperature); keep the epoch with the
-    best validation retrieval. Reads only the training and validation parts."""
+                temperature: float, seed: int, on_epoch=None,
+                keep_epoch: int | None = None) -> ZeroShotModel:
+    """Train one pair of heads (one embedding size, one temperature) for ``cfg.epochs``; keep
+    the epoch with the best validation retrieval, or epoch ``keep_epoch`` when given (then
+    ``val_v`` and ``val_a`` may be None). Reads only the training and validation parts.
+
+    ``on_epoch(epoch, vision_head, audio_head)``, when given, is called after every epoch with
+    the heads in eval mode; it observes and must not train. The protocol never passes one
+    (``examples/selection_bias.py`` uses it to measure what selecting on the test set does).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     vision = ProjectionHead(train_v.features.shape[1], embed_dim, cfg.n_layers)
@@ -212,46 +247,104 @@ def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: 
             n += len(bv)
         vision.eval()
         audio.eval()
-        score = _val_score(vision, audio, val_v, val_a)
         curves["loss"].append(total / max(n, 1))
-        curves["val"].append(score)
-        if score > best[0]:
-            best = (score, epoch, (copy.deepcopy(vision.state_dict()),
-                                   copy.deepcopy(audio.state_dict()), float(temp())))
+        if val_v is not None:
+            score = _val_score(vision, audio, val_v, val_a)
+            curves["val"].append(score)
+        if on_epoch is not None:
+            with torch.no_grad():
+                on_epoch(epoch, vision, audio)
+        keep = epoch == keep_epoch if keep_epoch is not None else score > best[0]
+        if keep:
+            best = (score if val_v is not None else float("nan"), epoch,
+                    (copy.deepcopy(vision.state_dict()), copy.deepcopy(audio.state_dict()),
+                     float(temp())))
+    if best[2] is None:
+        raise ValueError(f"keep_epoch={keep_epoch} is not an epoch of {cfg.epochs}")
     vision.load_state_dict(best[2][0])
     audio.load_state_dict(best[2][1])
     return ZeroShotModel(vision, audio, best[2][2], embed_dim, best[1], best[0], curves)
 
 
 def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroShotConfig(),
-        seed: int = 0) -> tuple[ZeroShotModel, dict]:
-    """Train heads on the seen classes of the training data and select on validation.
+        seed: int = 0, on_epoch=None) -> tuple[ZeroShotModel, dict]:
+    """Train heads on the seen classes of the training data and select on validation
+    (``cfg.selection``, see the module text).
 
     Only ``vision`` and ``audio`` (training splits) are read here; no test data.
+
+    Parameters
+    ----------
+    vision, audio : ModalityData
+        Training splits; only their seen classes are used.
+    cfg : ZeroShotConfig
+    seed : int
+        Seeds the validation split, the pairing and the heads' initialisation.
+    on_epoch : callable, optional
+        ``on_epoch(candidate, epoch, vision_head, audio_head)`` after every epoch of each
+        training whose heads can be returned (every candidate with ``"seen_samples"``, the
+        final training with ``"held_out_classes"``); it observes, it must not train.
 
     Returns
     -------
     model : ZeroShotModel
-        The candidate with the best validation score, at its best epoch.
+        The selected heads (``model.curves["val"]`` is the validation curve that chose the
+        epoch; ``model.candidates`` lists every setting's score and best epoch).
     split : dict
-        Sizes of the train / validation parts.
+        Sizes of the train / validation parts (and the class folds).
     """
     validate_inputs(vision, audio, cfg.seen)
     rng = np.random.default_rng(seed)
-    tv, va = split_validation(vision.classes(cfg.seen), cfg.val_fraction, rng)
-    ta, aa = split_validation(audio.classes(cfg.seen), cfg.val_fraction, rng)
-    best = None
-    candidates = []
-    for k, (dim, temp) in enumerate(itertools.product(cfg.embed_dims, cfg.temperatures)):
-        m = train_heads(tv, ta, va, aa, cfg, dim, temp, seed * 1000 + k)
-        candidates.append({"embed_dim": dim, "temperature": temp, "val_score": m.val_score,
-                           "best_epoch": m.best_epoch})
-        if best is None or m.val_score > best.val_score:
-            best = m
-    best.candidates = candidates
-    sizes = {"train_vision": len(tv.labels), "val_vision": len(va.labels),
-             "train_audio": len(ta.labels), "val_audio": len(aa.labels)}
-    return best, sizes
+    grid = list(itertools.product(cfg.embed_dims, cfg.temperatures))
+    if cfg.selection == "seen_samples":
+        tv, va = split_validation(vision.classes(cfg.seen), cfg.val_fraction, rng)
+        ta, aa = split_validation(audio.classes(cfg.seen), cfg.val_fraction, rng)
+        best, candidates = None, []
+        for k, (dim, temp) in enumerate(grid):
+            hook = None if on_epoch is None else (lambda e, v, a, k=k: on_epoch(k, e, v, a))
+            m = train_heads(tv, ta, va, aa, cfg, dim, temp, seed * 1000 + k, hook)
+            candidates.append({"embed_dim": dim, "temperature": temp, "val_score": m.val_score,
+                               "best_epoch": m.best_epoch})
+            if best is None or m.val_score > best.val_score:
+                best = m
+        best.candidates = candidates
+        best.selection = cfg.selection
+        sizes = {"train_vision": len(tv.labels), "val_vision": len(va.labels),
+                 "train_audio": len(ta.labels), "val_audio": len(aa.labels)}
+        return best, sizes
+
+    # held-out classes: every fold of seen classes is validated zero-shot by heads trained on
+    # the other seen classes; the mean curve over folds picks the setting and the epoch
+    sv, sa = vision.classes(cfg.seen), audio.classes(cfg.seen)
+    folds = class_folds(cfg.seen, cfg.n_class_folds, rng)
+    candidates, best_k = [], 0
+    for k, (dim, temp) in enumerate(grid):
+        curves = []
+        for f, fold in enumerate(folds):
+            rest = [c for c in cfg.seen if c not in fold]
+            m = train_heads(sv.classes(rest), sa.classes(rest), sv.classes(fold),
+                            sa.classes(fold), cfg, dim, temp, seed * 1000 + 10 * k + f)
+            curves.append(m.curves["val"])
+        mean_curve = np.mean(curves, axis=0)
+        # ties (a saturated score) go to the latest epoch: as good on held-out classes, and
+        # better trained on the seen ones
+        epoch = int(len(mean_curve) - 1 - np.argmax(mean_curve[::-1]))
+        candidates.append({"embed_dim": dim, "temperature": temp,
+                           "val_score": float(mean_curve[epoch]), "best_epoch": epoch,
+                           "val_curve": mean_curve.tolist()})
+        if candidates[k]["val_score"] > candidates[best_k]["val_score"]:
+            best_k = k
+    chosen = candidates[best_k]
+    hook = None if on_epoch is None else (lambda e, v, a: on_epoch(best_k, e, v, a))
+    model = train_heads(sv, sa, None, None, cfg, chosen["embed_dim"], chosen["temperature"],
+                        seed * 1000 + 999, hook, keep_epoch=chosen["best_epoch"])
+    model.val_score = chosen["val_score"]
+    model.curves["val"] = chosen["val_curve"]
+    model.candidates = candidates
+    model.selection = cfg.selection
+    sizes = {"train_vision": len(sv.labels), "train_audio": len(sa.labels),
+             "class_folds": [list(f) for f in folds]}
+    return model, sizes
 
 
 def evaluate(model: ZeroShotModel, vision: ModalityData, audio: ModalityData,
