@@ -1,5 +1,19 @@
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def load_script(relpath: str):
+    """Import a script of examples/ or benchmarks/ (not packages) as a module."""
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.fixture

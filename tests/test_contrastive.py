@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_script
 
 from lsm.contrastive import (
     ModalityData,
@@ -435,3 +436,20 @@ def test_train_cost_bench_small(twins):
     assert r["ratio_macs"] == pytest.approx(srnn["train_macs"] / lsm["total_macs"])
     assert srnn["epochs"] >= 1 and len(srnn["val_curve"]) == srnn["epochs"]
     assert "ratio (RNN / LSM)" in format_train_cost(r)
+
+
+def test_selection_bias_example(twins, tmp_path, capsys):
+    """The test curve the spy records is the one the protocol's model walks along: its value at
+    the validation-selected epoch is the honest number, its maximum the biased one."""
+    mod = load_script("examples/selection_bias.py")
+    r = mod.main(["--nmnist", str(twins / "nm"), "--ntidigits", str(twins / "td.hdf5"),
+                  "--dir", str(tmp_path), "--seeds", "2", "--epochs", "6", "--no-progress"])
+    for p in r["per_seed"]:
+        assert len(p["test_curve"]) == 6
+        assert p["honest"] == pytest.approx(p["test_curve"][p["honest_epoch"]])
+        assert p["test_selected"] == pytest.approx(max(p["test_curve"]))
+        assert p["test_selected"] >= p["honest"]
+    assert r["test_selected"]["mean"] >= r["validation_selected"]["mean"]
+    assert r["data"] == {"nmnist": "offline twin", "ntidigits": "offline twin"}
+    assert (tmp_path / "runs" / "selection_bias.png").exists()
+    assert "best epoch on the test set (biased)" in capsys.readouterr().out

@@ -360,12 +360,9 @@ def test_real_chip_identifies(chip_resource):
 
 
 def test_hardware_walkthrough_example(tmp_path):
-    import importlib.util
+    from conftest import load_script
 
-    path = Path(__file__).parents[1] / "examples" / "hardware_walkthrough.py"
-    spec = importlib.util.spec_from_file_location("walkthrough", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("examples/hardware_walkthrough.py")
     s = mod.main(["--out", str(tmp_path), "--samples", "6"])
     assert 20 < s["map_mean_us"] < 35 and s["journal_ops"] > 114
     assert s["spike_agreement"] > 0.9

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import integer_weights, random_raster
+from conftest import integer_weights, load_script, random_raster
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import reference_spikes
@@ -232,3 +232,13 @@ def test_bad_arguments(small_lsm):
         LSM(LSMConfig(), weights="gaussian")
     with pytest.raises(TypeError, match="x must be"):
         small_lsm.encode(42, progress=False)
+
+
+def test_large_breakdown_counts_the_work_it_bounds():
+    """The benchmark's work counts come from the data; its bound is finite (no timing asserted)."""
+    mod = load_script("benchmarks/large_breakdown.py")
+    r = mod.main(24)
+    assert r["input_events_per_sample"] == pytest.approx(0.04 * 2312 * 50, rel=0.03)
+    assert r["recurrent_fan_out"] == pytest.approx(100, rel=0.05)
+    assert r["spikes_per_sample"] > 0
+    assert 0 < r["bound_samples_per_s"] < float("inf") and r["bound_ratio_vs_torch"] > 0
