@@ -311,6 +311,21 @@ def test_protocol_detects_transfer_when_it_exists(selection):
         assert best["val_score"] == max(best["val_curve"])
 
 
+def test_zeroshot_cli_options_reach_the_config():
+    from lsm.cli import _zeroshot_config, build_parser
+
+    args = build_parser().parse_args(["zeroshot", "--nmnist", "a", "--ntidigits", "b",
+                                      "--selection", "seen-samples", "--class-folds", "2",
+                                      "--temperatures", "0.1,1", "--unseen", "0,8,9"])
+    cfg = _zeroshot_config(args)
+    assert cfg.selection == "seen_samples" and cfg.n_class_folds == 2
+    assert cfg.temperatures == (0.1, 1.0) and cfg.unseen == (0, 8, 9)
+    assert cfg.seen == (1, 2, 3, 4, 5, 6, 7)
+    default = _zeroshot_config(build_parser().parse_args(["zeroshot", "--nmnist", "a",
+                                                          "--ntidigits", "b"]))
+    assert default.selection == "held_out_classes" and default.n_class_folds == 3
+
+
 def test_held_out_class_selection_settings():
     with pytest.raises(ValueError, match=r"n_class_folds must be in \[2, 3\]"):
         ZeroShotConfig(n_class_folds=4)
