@@ -26,7 +26,7 @@ from lsm.contrastive import (
     zeroshot_protocol,
 )
 from lsm.contrastive.metrics import prototype_classification, versus_chance
-from lsm.contrastive.zeroshot import SELECTIONS, class_folds
+from lsm.contrastive.zeroshot import SELECTIONS, class_folds, train_heads
 
 
 # ---------------------------------------------------------------- slow references
@@ -332,6 +332,14 @@ def test_held_out_class_selection_settings():
     with pytest.raises(ValueError, match="selection must be one of"):
         ZeroShotConfig(selection="test")
     ZeroShotConfig(selection="seen_samples", n_class_folds=9)  # folds unused: accepted
+    (tv, ta), _ = latent_modalities()
+    with pytest.raises(ValueError, match="needs validation data"):
+        train_heads(tv, ta, None, None, FAST, 16, 0.1, 0)
+    with pytest.raises(ValueError, match=r"keep_epoch must be in \[0, 40\)"):
+        train_heads(tv, ta, None, None, FAST, 16, 0.1, 0, keep_epoch=40)
+    short = dataclasses.replace(FAST, epochs=3)
+    m = train_heads(tv, ta, None, None, short, 16, 0.1, 0, keep_epoch=1)
+    assert m.best_epoch == 1 and len(m.curves["loss"]) == 3 and m.curves["val"] == []
     folds = class_folds(range(1, 8), 3, np.random.default_rng(0))
     assert [len(f) for f in folds] == [3, 2, 2] and sorted(sum(folds, ())) == list(range(1, 8))
 

@@ -216,6 +216,10 @@ def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: 
     the heads in eval mode; it observes and must not train. The protocol never passes one
     (``examples/selection_bias.py`` uses it to measure what selecting on the test set does).
     """
+    if keep_epoch is None and (val_v is None or val_a is None):
+        raise ValueError("train_heads needs validation data (val_v, val_a) or a keep_epoch")
+    if keep_epoch is not None and not 0 <= keep_epoch < cfg.epochs:
+        raise ValueError(f"keep_epoch must be in [0, {cfg.epochs}), got {keep_epoch}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     vision = ProjectionHead(train_v.features.shape[1], embed_dim, cfg.n_layers)
@@ -259,8 +263,6 @@ def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: 
             best = (score if val_v is not None else float("nan"), epoch,
                     (copy.deepcopy(vision.state_dict()), copy.deepcopy(audio.state_dict()),
                      float(temp())))
-    if best[2] is None:
-        raise ValueError(f"keep_epoch={keep_epoch} is not an epoch of {cfg.epochs}")
     vision.load_state_dict(best[2][0])
     audio.load_state_dict(best[2][1])
     return ZeroShotModel(vision, audio, best[2][2], embed_dim, best[1], best[0], curves)
