@@ -53,12 +53,10 @@ def seed_curves(nmnist_root, ntidigits_path, seed: int, cfg: ZeroShotConfig, cac
     model, _ = fit(train_v, train_a, cfg, seed, on_epoch=spy)
     honest = evaluate(model, test_v, test_a, cfg)
     block, direction, metric = METRIC
-    chosen = next(k for k, c in enumerate(model.candidates)
-                  if (c["embed_dim"], c["temperature"]) == (model.embed_dim, model.temperature))
     all_curves = np.array([curves[k] for k in sorted(curves)])
     return {"seed": seed, "honest": honest[block][direction][metric],
             "honest_epoch": model.best_epoch,
-            "test_curve": all_curves[chosen].tolist(),
+            "test_curve": curves[model.candidate_index],
             "test_selected": float(all_curves.max()),
             "test_selected_epoch": int(np.unravel_index(all_curves.argmax(),
                                                         all_curves.shape)[1]),

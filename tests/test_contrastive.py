@@ -476,3 +476,8 @@ def test_selection_bias_example(twins, tmp_path, capsys):
     assert r["data"] == {"nmnist": "offline twin", "ntidigits": "offline twin"}
     assert (tmp_path / "runs" / "selection_bias.png").exists()
     assert "best epoch on the test set (biased)" in capsys.readouterr().out
+    # several candidates (0.1 is not a float32 number): the spy follows the selected one
+    cfg = ZeroShotConfig(epochs=4, temperatures=(0.1, 1.0), selection="seen_samples")
+    r = mod.selection_bias(twins / "nm", twins / "td.hdf5", 1, cfg, progress=False)
+    p = r["per_seed"][0]
+    assert p["honest"] == pytest.approx(p["test_curve"][p["honest_epoch"]])

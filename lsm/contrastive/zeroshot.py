@@ -127,6 +127,7 @@ class ZeroShotModel:
     curves: dict = field(default_factory=dict)
     candidates: list = field(default_factory=list)
     selection: str = "seen_samples"
+    candidate_index: int = 0  # which entry of ``candidates`` was selected
 
     @torch.no_grad()
     def embed(self, data: ModalityData) -> np.ndarray:
@@ -308,7 +309,7 @@ def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroSho
             candidates.append({"embed_dim": dim, "temperature": temp, "val_score": m.val_score,
                                "best_epoch": m.best_epoch})
             if best is None or m.val_score > best.val_score:
-                best = m
+                best, best.candidate_index = m, k
         best.candidates = candidates
         best.selection = cfg.selection
         sizes = {"train_vision": len(tv.labels), "val_vision": len(va.labels),
@@ -343,6 +344,7 @@ def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroSho
     model.val_score = chosen["val_score"]
     model.curves["val"] = chosen["val_curve"]
     model.candidates = candidates
+    model.candidate_index = best_k
     model.selection = cfg.selection
     sizes = {"train_vision": len(sv.labels), "train_audio": len(sa.labels),
              "class_folds": [list(f) for f in folds]}
