@@ -51,11 +51,6 @@ RESET = "reset"
 PULSE_KINDS = (FORM, SET, RESET)
 
 
-def _finite(owner: str, name: str, value: Any, low: float = -math.inf, high: float = math.inf,
-            *, low_open: bool = False) -> float:
-    return check_number(owner, name, value, low, high, low_open=low_open)
-
-
 @dataclass(frozen=True)
 class Pulse:
     """A programming pulse.
@@ -80,9 +75,9 @@ class Pulse:
     def __post_init__(self) -> None:
         if self.kind not in PULSE_KINDS:
             raise ValueError(f"Pulse.kind must be one of {PULSE_KINDS}, got {self.kind!r}")
-        _finite("Pulse", "amplitude_v", self.amplitude_v, -10.0, 10.0)
-        _finite("Pulse", "width_ns", self.width_ns, 0.0, 1e9, low_open=True)
-        _finite("Pulse", "compliance_ua", self.compliance_ua, 0.0, 1e4, low_open=True)
+        check_number("Pulse", "amplitude_v", self.amplitude_v, -10.0, 10.0)
+        check_number("Pulse", "width_ns", self.width_ns, 0.0, 1e9, low_open=True)
+        check_number("Pulse", "compliance_ua", self.compliance_ua, 0.0, 1e4, low_open=True)
         if self.kind == RESET and self.amplitude_v > 0:
             raise ValueError(f"a RESET pulse needs amplitude_v <= 0, got {self.amplitude_v}")
         if self.kind in (FORM, SET) and self.amplitude_v < 0:
@@ -150,20 +145,20 @@ class ProgrammingParams:
 
     def __post_init__(self) -> None:
         o = "ProgrammingParams"
-        _finite(o, "g_min_us", self.g_min_us, 0.0, low_open=True)
-        _finite(o, "g_max_us", self.g_max_us, 0.0, low_open=True)
+        check_number(o, "g_min_us", self.g_min_us, 0.0, low_open=True)
+        check_number(o, "g_max_us", self.g_max_us, 0.0, low_open=True)
         if self.g_max_us <= self.g_min_us:
             raise ValueError(f"{o}.g_max_us ({self.g_max_us}) must exceed g_min_us "
                              f"({self.g_min_us})")
-        _finite(o, "g_hrs_us", self.g_hrs_us, self.g_min_us, self.g_max_us)
-        _finite(o, "g_virgin_us", self.g_virgin_us, 0.0)
-        _finite(o, "g_per_ua", self.g_per_ua, 0.0, low_open=True)
-        _finite(o, "form_cv", self.form_cv, 0.0, 5.0)
-        _finite(o, "c2c_cv", self.c2c_cv, 0.0, 5.0)
+        check_number(o, "g_hrs_us", self.g_hrs_us, self.g_min_us, self.g_max_us)
+        check_number(o, "g_virgin_us", self.g_virgin_us, 0.0)
+        check_number(o, "g_per_ua", self.g_per_ua, 0.0, low_open=True)
+        check_number(o, "form_cv", self.form_cv, 0.0, 5.0)
+        check_number(o, "c2c_cv", self.c2c_cv, 0.0, 5.0)
         for name in ("v_form_threshold", "v_set_threshold", "v_reset_threshold"):
-            _finite(o, name, getattr(self, name), 0.0, 10.0)
-        _finite(o, "v_scale", self.v_scale, 0.0, 10.0, low_open=True)
-        _finite(o, "tau_ns", self.tau_ns, 0.0, low_open=True)
+            check_number(o, name, getattr(self, name), 0.0, 10.0)
+        check_number(o, "v_scale", self.v_scale, 0.0, 10.0, low_open=True)
+        check_number(o, "tau_ns", self.tau_ns, 0.0, low_open=True)
         if self.distribution not in ("gaussian", "lognormal"):
             raise ValueError(f"{o}.distribution must be 'gaussian' or 'lognormal', got "
                              f"{self.distribution!r}")
@@ -213,11 +208,11 @@ class ReadParams:
     iv_v0: float | None = None
 
     def __post_init__(self) -> None:
-        _finite("ReadParams", "read_noise_rel", self.read_noise_rel, 0.0, 1.0)
+        check_number("ReadParams", "read_noise_rel", self.read_noise_rel, 0.0, 1.0)
         if self.read_noise_clip is not None:
-            _finite("ReadParams", "read_noise_clip", self.read_noise_clip, 0.0, low_open=True)
+            check_number("ReadParams", "read_noise_clip", self.read_noise_clip, 0.0, low_open=True)
         if self.iv_v0 is not None:
-            _finite("ReadParams", "iv_v0", self.iv_v0, 0.0, low_open=True)
+            check_number("ReadParams", "iv_v0", self.iv_v0, 0.0, low_open=True)
 
     def current_ua(self, g_us, v):
         """Cell current (uA) at read voltage ``v`` (V) for conductance ``g_us`` (uS)."""
@@ -247,9 +242,9 @@ class DriftParams:
     t0_s: float = 1.0
 
     def __post_init__(self) -> None:
-        _finite("DriftParams", "nu", self.nu, 0.0, 1.0)
-        _finite("DriftParams", "nu_std", self.nu_std, 0.0, 1.0)
-        _finite("DriftParams", "t0_s", self.t0_s, 0.0, low_open=True)
+        check_number("DriftParams", "nu", self.nu, 0.0, 1.0)
+        check_number("DriftParams", "nu_std", self.nu_std, 0.0, 1.0)
+        check_number("DriftParams", "t0_s", self.t0_s, 0.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -269,11 +264,11 @@ class FaultParams:
     g_stuck_lrs_us: float = 100.0
 
     def __post_init__(self) -> None:
-        _finite("FaultParams", "p_stuck_hrs", self.p_stuck_hrs, 0.0, 1.0)
-        _finite("FaultParams", "p_stuck_lrs", self.p_stuck_lrs, 0.0, 1.0)
+        check_number("FaultParams", "p_stuck_hrs", self.p_stuck_hrs, 0.0, 1.0)
+        check_number("FaultParams", "p_stuck_lrs", self.p_stuck_lrs, 0.0, 1.0)
         if self.p_stuck_hrs + self.p_stuck_lrs > 1.0:
             raise ValueError("FaultParams: p_stuck_hrs + p_stuck_lrs must be <= 1")
-        _finite("FaultParams", "g_stuck_lrs_us", self.g_stuck_lrs_us, 0.0, low_open=True)
+        check_number("FaultParams", "g_stuck_lrs_us", self.g_stuck_lrs_us, 0.0, low_open=True)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lsm.crossbar.device import _finite
+from lsm._validate import check_number
 
 __all__ = ["InputDAC", "Readout", "IRDrop"]
 
@@ -29,7 +29,7 @@ class InputDAC:
     v_read: float = 0.2
 
     def __post_init__(self) -> None:
-        _finite("InputDAC", "v_read", self.v_read, 0.0, 2.0, low_open=True)
+        check_number("InputDAC", "v_read", self.v_read, 0.0, 2.0, low_open=True)
 
     def voltages(self, spikes: np.ndarray) -> np.ndarray:
         """``spikes`` (0/1, any shape) -> volts, float64."""
@@ -67,9 +67,9 @@ class Readout:
             raise TypeError(f"Readout.bits must be an integer, got {self.bits!r}")
         if not 1 <= self.bits <= 24:
             raise ValueError(f"Readout.bits must be in [1, 24], got {self.bits}")
-        _finite("Readout", "r_tia_kohm", self.r_tia_kohm, 0.0, low_open=True)
-        _finite("Readout", "v_min", self.v_min)
-        _finite("Readout", "v_max", self.v_max)
+        check_number("Readout", "r_tia_kohm", self.r_tia_kohm, 0.0, low_open=True)
+        check_number("Readout", "v_min", self.v_min)
+        check_number("Readout", "v_max", self.v_max)
         if self.v_max <= self.v_min:
             raise ValueError(f"Readout.v_max ({self.v_max}) must exceed v_min ({self.v_min})")
 
@@ -120,7 +120,7 @@ class IRDrop:
     drop_frac: float = 0.0
 
     def __post_init__(self) -> None:
-        _finite("IRDrop", "drop_frac", self.drop_frac, 0.0, 1.0)
+        check_number("IRDrop", "drop_frac", self.drop_frac, 0.0, 1.0)
 
     def attenuation(self, rows: np.ndarray, cols: np.ndarray, n_rows: int,
                     n_cols: int) -> np.ndarray:
