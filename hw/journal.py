@@ -1,9 +1,13 @@
 """The lab journal: every pulse and read in a SQLite database (WAL mode), and resumable jobs.
 
 Tables: ``ops`` (timestamp, instrument, command, parameters, result, status, job, chunk),
-``jobs`` (id, kind, parameters, status) and ``chunks`` (job, chunk, status: pending / done).
-A chunk is marked *pending* before its pulse is sent and *done* after the instrument confirmed
-it; a chunk found pending on resume is checked on the instrument before anything is re-sent.
+``jobs`` (id, kind, parameters, status) and ``chunks`` (job, chunk, status).
+
+The journal is write-ahead: a pulse is recorded as ``pending`` (with the instrument's pulse
+counter read just before, when it has one) *before* the command is sent, in the same transaction
+that marks its chunk pending; afterwards the record is settled to one of :data:`PULSE_STATUSES`.
+A process killed at any point leaves either nothing (nothing was sent) or a pending record,
+which the resumed job resolves on the instrument before anything is re-sent.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Journal", "JobMismatch", "export_map"]
+__all__ = ["Journal", "JobMismatch", "export_map", "PULSE_STATUSES", "APPLIED", "NOT_APPLIED"]
+
+#: What a pulse record can say: sent and confirmed (``ok``), refused by the instrument
+#: (``failed``), an uncertain outcome resolved on the instrument (``verified-applied`` /
+#: ``verified-not-applied``), or not known (``pending``: in flight or the process died;
+#: ``unresolved``: the driver could not tell).
+PULSE_STATUSES = ("pending", "ok", "failed", "verified-applied", "verified-not-applied",
+                  "unresolved")
+APPLIED = ("ok", "verified-applied")
+NOT_APPLIED = ("failed", "verified-not-applied")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ops (
@@ -89,6 +102,55 @@ class Journal:
              None if result is None else json.dumps(result, default=str), status, job_id,
              chunk))
         return int(cur.lastrowid)
+
+    def begin(self, command: str, params=None, instrument: str | None = None,
+              job_id: str | None = None, chunk: int | None = None) -> int:
+        """Record a command as ``pending`` before it is sent (and its chunk, if any, as
+        pending, in the same transaction). Returns the record id for :meth:`settle`."""
+        row = (time.time(), instrument, command, json.dumps(params, default=str), None,
+               "pending", job_id, chunk)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._conn.execute(
+                    "INSERT INTO ops (ts, instrument, command, params, result, status, job_id, "
+                    "chunk) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+                if job_id is not None and chunk is not None:
+                    self._conn.execute(
+                        "INSERT INTO chunks VALUES (?, ?, 'pending', ?) ON CONFLICT(job_id, chunk)"
+                        " DO UPDATE SET status = excluded.status, ts = excluded.ts",
+                        (job_id, chunk, time.time()))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return int(cur.lastrowid)
+
+    def settle(self, op_id: int, status: str, result=None) -> None:
+        """Give a pending record its outcome (one of :data:`PULSE_STATUSES`)."""
+        if status not in PULSE_STATUSES:
+            raise ValueError(f"unknown pulse status {status!r}; expected one of "
+                             f"{PULSE_STATUSES}")
+        self._exec("UPDATE ops SET status = ?, result = ?, ts = ? WHERE id = ?",
+                   (status, None if result is None else json.dumps(result, default=str),
+                    time.time(), op_id))
+
+    def last_op(self, job_id: str, chunk: int) -> dict | None:
+        """The latest record of a job's chunk."""
+        cur = self._exec("SELECT * FROM ops WHERE job_id = ? AND chunk = ? ORDER BY id DESC "
+                         "LIMIT 1", (job_id, chunk))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row,
+                                                 strict=True))
+
+    def pulses_after(self, op_id: int, instrument: str | None) -> tuple[int, int]:
+        """Pulse records on ``instrument`` after record ``op_id``: (applied, of unknown
+        outcome). Used to account for the instrument's pulse counter on resume."""
+        rows = self._exec("SELECT status FROM ops WHERE id > ? AND command LIKE 'PULS:%' AND "
+                          "instrument IS ?", (op_id, instrument)).fetchall()
+        applied = sum(r[0] in APPLIED for r in rows)
+        unknown = sum(r[0] in ("pending", "unresolved") for r in rows)
+        return applied, unknown
 
     def ops(self, job_id: str | None = None, limit: int | None = None) -> list[dict]:
         sql = "SELECT * FROM ops" + (" WHERE job_id = ?" if job_id else "") + " ORDER BY id"

@@ -8,12 +8,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Limits", "LimitError"]
+__all__ = ["Limits", "LimitError", "MAX_VECTORS"]
+
+#: The protocol's own maximum of input vectors per VMM? call (hw/PROTOCOL.md).
+MAX_VECTORS = 4096
 
 
 class LimitError(ValueError):
@@ -34,25 +39,45 @@ class Limits:
     source: str = field(default="built-in defaults", compare=False)
 
     def __post_init__(self) -> None:
+        src = self.source
         for name in ("max_abs_v", "max_width_ns", "max_compliance_ua", "max_v_read",
                      "formed_threshold_us"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise LimitError(f"{self.source}: {name} must be a positive number, got {v!r}")
-        regions = tuple(tuple(int(x) for x in r) for r in self.allowed_regions)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v <= 0:
+                raise LimitError(f"{src}: {name} must be a positive number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        v = self.max_vectors
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_VECTORS:
+            raise LimitError(f"{src}: max_vectors must be an integer in [1, {MAX_VECTORS}] "
+                             f"(the protocol's maximum), got {v!r}")
+        regions = self.allowed_regions
+        if not isinstance(regions, (list, tuple)) or not regions:
+            raise LimitError(f"{src}: allowed_regions must be a non-empty list of "
+                             f"[r0, r1, c0, c1] lists, got {regions!r}")
         for r in regions:
-            if len(r) != 4 or not (0 <= r[0] < r[1] and 0 <= r[2] < r[3]):
-                raise LimitError(f"{self.source}: allowed region {list(r)} must be "
-                                 "[r0, r1, c0, c1] with r0 < r1, c0 < c1")
-        object.__setattr__(self, "allowed_regions", regions)
+            if not isinstance(r, (list, tuple)) or len(r) != 4 \
+                    or any(isinstance(x, bool) or not isinstance(x, int) for x in r) \
+                    or not (0 <= r[0] < r[1] and 0 <= r[2] < r[3]):
+                raise LimitError(f"{src}: allowed region {r!r} must be [r0, r1, c0, c1] of "
+                                 "integers with 0 <= r0 < r1 and 0 <= c0 < c1")
+        object.__setattr__(self, "allowed_regions", tuple(tuple(r) for r in regions))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Limits:
+        """Read the ``[limits]`` table of a TOML file; every value is checked (type, sign,
+        range) and unknown keys are refused, naming the file and the key."""
         path = Path(path)
         try:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise LimitError(f"limits file not found: {path}") from None
+        except IsADirectoryError:
+            raise LimitError(f"limits file {path} is a directory") from None
+        except UnicodeDecodeError as exc:
+            raise LimitError(f"{path}: not UTF-8 text ({exc})") from None
+        except OSError as exc:
+            raise LimitError(f"limits file {path}: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise LimitError(f"{path}: not valid TOML: {exc}") from None
         table = doc.get("limits")
@@ -77,8 +102,8 @@ class Limits:
     def check_pulse(self, amplitude_v: float, width_ns: float, compliance_ua: float) -> None:
         for name, v in (("amplitude_v", amplitude_v), ("width_ns", width_ns),
                         ("compliance_ua", compliance_ua)):
-            if not math.isfinite(v):
-                self._fail(f"{name} = {v} is not finite")
+            if not _is_real(v) or not math.isfinite(v):
+                self._fail(f"{name} = {v!r} is not a finite number")
         if abs(amplitude_v) > self.max_abs_v:
             self._fail(f"|amplitude_v| = {abs(amplitude_v)} V exceeds max_abs_v = "
                        f"{self.max_abs_v} V")
@@ -89,9 +114,14 @@ class Limits:
                        f"{self.max_compliance_ua}]")
 
     def check_read(self, v_read: float) -> None:
-        if not (math.isfinite(v_read) and 0 < v_read <= self.max_v_read):
+        if not (_is_real(v_read) and math.isfinite(v_read) and 0 < v_read <= self.max_v_read):
             self._fail(f"v_read = {v_read} V is outside (0, {self.max_v_read}]")
 
     def check_vectors(self, n: int) -> None:
-        if not 1 <= n <= self.max_vectors:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) \
+                or not 1 <= n <= self.max_vectors:
             self._fail(f"{n} input vectors per call is outside [1, {self.max_vectors}]")
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)

@@ -1,56 +1,84 @@
-"""hw.Macro: the PyVISA driver of the IMC40 RRAM macro (or of its emulator).
+"""hw.Macro: the typed commands of the IMC40 RRAM macro (or of its emulator), over a
+:class:`hw.transport.Transport`.
 
 Safety: every pulse, read voltage, region and batch size is checked against the lab's limits
 (:class:`hw.limits.Limits`) before anything is sent. Leaving the context manager, normally, by an
-exception or by Ctrl-C, aborts and brings the outputs to 0 V (and checks that they are).
+exception or by Ctrl-C, aborts and brings the outputs to 0 V (and checks that they are); when
+that fails after another error, both are reported, the first one first.
 
-Robustness: timeouts; queries that only read (``*IDN?``, ``READ?``, ``READ:BLOCK?``, ``GEOM?``,
-``STAT?``, ``SYST:ERR?`` ...) are retried a bounded number of times, over a fresh connection;
-pulses are never retried; the error queue is read after every write; garbled or short replies are
-detected (parse, length and terminator checks). One limitation: ``SYST:ERR?`` pops the
-instrument's error queue, so if its reply is lost and the query retried, that error is not seen
-(the retry reports the next entry, usually "No error").
+Verified pulsing: a pulse is never re-sent blindly and never reported applied on faith. Before a
+pulse the driver reads the instrument's pulse counter (``PULS:COUN?``, protocol >= 1.1) and
+records the pulse as *pending* in the journal; after it, the counter says whether the command ran
+(+1) or not (+0), whatever happened to the link or to the ``SYST:ERR?`` reply in between. On an
+instrument without the counter, a FORM pulse is resolved by reading its cells back (a formed cell
+reads above the lab's ``formed_threshold_us``, a virgin one below) and other pulses by the error
+queue, trusted only when its reply came through the first time. What cannot be resolved is
+reported as ``unresolved``, never as done. See :class:`PulseOutcome`.
 
-Journal: with a :class:`hw.journal.Journal`, every pulse and read is recorded, and long jobs
-(``program_random``) are resumable by job id without pulsing any cell twice.
+Resumable jobs (``program_random``) live in :mod:`hw.jobs`.
 """
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hw.journal import Journal
 from hw.limits import Limits
-from hw.protocol import (
-    BlockError,
-    block_header_length,
-    check_version,
-    decode_array,
-    encode_block,
-    format_args,
-    parse_idn,
-)
+from hw.protocol import check_version, format_args, parse_idn
+from hw.transport import InstrumentError, LinkError, Transport
 
-__all__ = ["Macro", "InstrumentError", "LinkError", "DEFAULT_RESOURCE"]
+__all__ = ["Macro", "InstrumentError", "LinkError", "SafeStateError", "PulseOutcome",
+           "DEFAULT_RESOURCE", "PULSE_HEADERS"]
 
 DEFAULT_RESOURCE = "TCPIP0::127.0.0.1::5025::SOCKET"
 
+#: SCPI header of each pulse kind.
+PULSE_HEADERS = {"form": "PULS:FORM", "set": "PULS:SET", "reset": "PULS:RES"}
 
-class InstrumentError(RuntimeError):
-    """The instrument reported an error (from its SYST:ERR? queue)."""
-
-    def __init__(self, code: int, message: str, command: str) -> None:
-        super().__init__(f"instrument error {code} ({message}) after {command!r}")
-        self.code, self.message, self.command = code, message, command
+#: Protocol version from which the instrument has the ``PULS:COUN?`` pulse counter.
+COUNTER_SINCE = (1, 1)
 
 
-class LinkError(RuntimeError):
-    """No usable reply after the allowed retries, or the link broke during a write."""
+class SafeStateError(LinkError):
+    """The instrument could not be brought to a safe state (possibly after another error,
+    which is reported first)."""
+
+
+@dataclass(frozen=True)
+class PulseOutcome:
+    """What became of one pulse command.
+
+    Attributes
+    ----------
+    status : str
+        ``ok`` (sent, every reply came through, and the instrument confirms it ran), ``failed``
+        (the instrument refused it: ``error`` says why), ``verified-applied`` /
+        ``verified-not-applied`` (the link failed somewhere, and the instrument was asked what
+        happened), ``unresolved`` (nobody can tell: the command may or may not have run).
+    applied : bool or None
+        Whether the pulse ran; None when unresolved.
+    how : str
+        What decided: ``counter``, ``read-back``, ``error-queue`` or ``none``.
+    error : tuple or None
+        ``(code, message)`` the instrument reported, if any.
+    unformed : tuple of int
+        FORM resolved by read-back only: column offsets (within the region's row) of cells
+        still unformed although others were formed.
+    """
+
+    status: str
+    applied: bool | None
+    how: str
+    error: tuple | None = None
+    unformed: tuple = field(default=())
+    counter: tuple = field(default=())
+
+    def as_dict(self) -> dict:
+        return {"applied": self.applied, "how": self.how, "error": self.error,
+                "unformed": list(self.unformed), "counter": list(self.counter)}
 
 
 class Macro:
@@ -65,83 +93,91 @@ class Macro:
     journal : Journal or path, optional
         Where pulses and reads are recorded; needed for resumable jobs.
     timeout_ms : int
-        VISA timeout per reply.
+        VISA timeout per reply, ms.
     retries : int
         Extra attempts for read-only queries.
     backend : str
         PyVISA backend, ``"@py"`` (pyvisa-py) by default.
+    use_counter : bool or None
+        Resolve pulses with the instrument's ``PULS:COUN?``: None (default) when its protocol
+        version has it, False to resolve by read-back and error queue only (as for an older
+        instrument).
+    vmm_batch : int
+        Input vectors per ``VMM?`` call (at most the limits' ``max_vectors``).
+    vmm_us_per_cell : float
+        Expected multiply time per input vector and cell, us; the reply timeout of a ``VMM?``
+        call is ``timeout_ms`` plus this times the work of the call.
     """
 
     def __init__(self, resource: str = DEFAULT_RESOURCE, limits=None, journal=None,
-                 timeout_ms: int = 5000, retries: int = 3, backend: str = "@py") -> None:
+                 timeout_ms: int = 5000, retries: int = 3, backend: str = "@py",
+                 use_counter: bool | None = None, vmm_batch: int = 512,
+                 vmm_us_per_cell: float = 0.05) -> None:
         self.resource_name = resource
         self.limits = (limits if isinstance(limits, Limits) else
                        Limits.load(limits) if limits is not None else Limits())
         self.journal = (journal if isinstance(journal, Journal) or journal is None
                         else Journal(journal))
-        self.timeout_ms = int(timeout_ms)
-        self.retries = int(retries)
-        self.backend = backend
-        self._rm = None
-        self._inst = None
+        self.transport = Transport(resource, timeout_ms, retries, backend)
+        if isinstance(vmm_batch, bool) or not isinstance(vmm_batch, int) or vmm_batch < 1:
+            raise ValueError(f"vmm_batch must be a positive integer, got {vmm_batch!r}")
+        if not vmm_us_per_cell >= 0:
+            raise ValueError(f"vmm_us_per_cell must be >= 0, got {vmm_us_per_cell!r}")
+        self.vmm_batch = vmm_batch
+        self.vmm_us_per_cell = float(vmm_us_per_cell)
+        self._use_counter = use_counter
+        self.has_counter = False
         self.idn: dict | None = None
         self.geometry: tuple[int, int] | None = None
 
+    @property
+    def timeout_ms(self) -> int:
+        return self.transport.timeout_ms
+
+    @property
+    def instrument(self) -> str | None:
+        """``model serial`` of the instrument, as the journal records it."""
+        return None if self.idn is None else f"{self.idn['model']} {self.idn['serial']}"
+
     # ------------------------------------------------------------------ connection
     def open(self) -> Macro:
-        import pyvisa
-
-        if self._rm is None:
-            self._rm = pyvisa.ResourceManager(self.backend)
-        self._connect()
+        self.transport.open()
         self.identify()
         self.geometry = self.query("GEOM?", _parse_geometry)
+        version = tuple(int(v) for v in self.idn["protocol"].split(".")[:2])
+        self.has_counter = (version >= COUNTER_SINCE if self._use_counter is None
+                            else bool(self._use_counter) and version >= COUNTER_SINCE)
         return self
 
-    def _connect(self) -> None:
-        import pyvisa
-
-        self._inst = self._rm.open_resource(self.resource_name, read_termination="\n",
-                                            write_termination="\n", timeout=self.timeout_ms)
-        if self.resource_name.upper().startswith("TCPIP"):
-            _set_nodelay(self._rm, self._inst, pyvisa)
-
-    def _reconnect(self) -> None:
-        try:
-            if self._inst is not None:
-                self._inst.close()
-        except Exception:  # noqa: BLE001 - the link is already broken
-            pass
-        self._inst = None
-        self._connect()
-
     def close(self) -> None:
-        if self._inst is not None:
-            try:
-                self._inst.close()
-            finally:
-                self._inst = None
-        if self._rm is not None:
-            self._rm.close()
-            self._rm = None
+        self.transport.close()
 
     def __enter__(self) -> Macro:
-        return self.open()
+        try:
+            return self.open()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self.safe_state(reason=None if exc_type is None else exc_type.__name__)
+        except LinkError as safe_exc:
+            if exc is None:
+                raise
+            raise SafeStateError(f"{exc_type.__name__}: {exc}; and then {safe_exc}") from exc
         finally:
             self.close()
 
     def safe_state(self, reason: str | None = None) -> float:
         """ABOR and outputs to 0 V; returns the output voltage read back (0.0)."""
         try:
-            self._inst.write("ABOR")
+            self.transport.write("ABOR")
             v = self.query("OUTP:VOLT?", float)
-        except Exception as exc:  # noqa: BLE001 - best effort, then report
+        except LinkError as exc:
             self._record("ABOR", {"reason": reason}, str(exc), "error")
-            raise LinkError(f"could not bring the instrument to a safe state: {exc}") from exc
+            raise SafeStateError(f"could not bring the instrument to a safe state: {exc}") \
+                from exc
         self._record("ABOR", {"reason": reason}, {"vout": v}, "ok" if v == 0 else "error")
         if v != 0:
             raise InstrumentError(-300, f"outputs at {v} V after ABOR", "ABOR")
@@ -150,85 +186,40 @@ class Macro:
     # ------------------------------------------------------------------ low level
     def _record(self, command, params, result, status, job_id=None, chunk=None) -> None:
         if self.journal is not None:
-            ident = None if self.idn is None else f"{self.idn['model']} {self.idn['serial']}"
-            self.journal.record(command, params, result, status, ident, job_id, chunk)
+            self.journal.record(command, params, result, status, self.instrument, job_id, chunk)
 
-    def _read_line(self) -> str:
-        return self._inst.read()
-
-    def _read_block(self) -> bytes:
-        head = self._inst.read_bytes(2)
-        if head[:1] != b"#" or not head[1:2].isdigit():
-            raise BlockError(f"expected a binary block, got {head!r}")
-        digits = self._inst.read_bytes(int(head[1:2]))
-        hlen, length = block_header_length(head + digits)
-        payload = self._inst.read_bytes(length) if length else b""
-        term = self._inst.read_bytes(1)
-        if term != b"\n":
-            raise BlockError(f"block not terminated by a newline (got {term!r})")
-        return payload
-
-    def _attempts(self, what: str, fn: Callable):
-        """Run a read-only exchange, retrying over a fresh connection on failure."""
-        import pyvisa
-
-        last = None
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except (pyvisa.errors.VisaIOError, BlockError, ValueError, ConnectionError,
-                    OSError, UnicodeDecodeError) as exc:
-                last = exc
-                if attempt < self.retries:
-                    time.sleep(0.05 * (attempt + 1))
-                    self._reconnect()
-        raise LinkError(f"{what}: no valid reply after {self.retries + 1} attempts ({last})")
-
-    def query(self, command: str, parse: Callable[[str], object] = str):
+    def query(self, command: str, parse=str, timeout_ms: int | None = None):
         """A read-only ASCII query with bounded retries; ``parse`` validates the reply."""
+        return self.transport.query(command, parse, timeout_ms)
 
-        def once():
-            self._inst.write(command)
-            reply = self._read_line()
-            return parse(reply)
-
-        return self._attempts(command, once)
-
-    def query_block(self, command: str, dtype, shape, payload: bytes | None = None) -> np.ndarray:
+    def query_block(self, command: str, dtype, shape, payload: bytes | None = None,
+                    timeout_ms: int | None = None) -> np.ndarray:
         """A read-only query answered by a binary block (validated length and terminator)."""
-
-        def once():
-            if payload is None:
-                self._inst.write(command)
-            else:
-                self._inst.write_raw(command.encode() + b"," + encode_block(payload) + b"\n")
-            return decode_array(self._read_block(), dtype, shape)
-
-        return self._attempts(command, once)
+        return self.transport.query_block(command, dtype, shape, payload, timeout_ms)
 
     def check_errors(self, command: str) -> None:
-        """Read the error queue; raise the first error."""
-        reply = self.query("SYST:ERR?", _parse_error)
-        if reply[0] != 0:
-            raise InstrumentError(reply[0], reply[1], command)
+        """Read the error queue; raise the first error. A lost reply (the entry it popped is
+        gone) is a :class:`LinkError`: the command's outcome is then unknown."""
+        code, message, reliable = self.transport.pop_error()
+        if code != 0:
+            raise InstrumentError(code, message, command)
+        if not reliable:
+            raise LinkError(f"the error queue's reply was lost after {command!r}: whether it "
+                            "succeeded is unknown")
 
-    def _write_checked(self, command: str, params=None, job_id=None, chunk=None) -> None:
-        """Send a command that changes the instrument: never retried, errors checked."""
+    def _write_checked(self, command: str, params=None) -> None:
+        """Send a command that changes the instrument (not a pulse): never retried, errors
+        checked."""
         head = command.split(" ")[0]
         try:
-            self._inst.write(command)
-        except Exception as exc:
-            self._record(head, params, str(exc), "unknown", job_id, chunk)
-            raise LinkError(f"link broke while sending {command!r}: {exc}; the command may or "
-                            "may not have run") from exc
-        try:
+            self.transport.write(command)
             self.check_errors(command)
-        except InstrumentError as exc:
-            self._record(head, params, str(exc), "error", job_id, chunk)
+        except (InstrumentError, LinkError) as exc:
+            self._record(head, params, str(exc), "error")
             raise
-        self._record(head, params, None, "ok", job_id, chunk)
+        self._record(head, params, None, "ok")
 
-    # ------------------------------------------------------------------ high level
+    # ------------------------------------------------------------------ identity
     def identify(self) -> dict:
         """``*IDN?`` parsed; refuses another major protocol version."""
         self.idn = self.query("*IDN?", parse_idn)
@@ -236,9 +227,16 @@ class Macro:
         return self.idn
 
     def _region(self, region) -> tuple[int, int, int, int]:
-        r0, r1, c0, c1 = (int(v) for v in (region if not hasattr(region, "row_start") else
-                                           (region.row_start, region.row_stop,
-                                            region.col_start, region.col_stop)))
+        if hasattr(region, "row_start"):
+            region = (region.row_start, region.row_stop, region.col_start, region.col_stop)
+        try:
+            values = tuple(region)
+        except TypeError:
+            raise ValueError(f"region must be (r0, r1, c0, c1), got {region!r}") from None
+        if len(values) != 4 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                   for v in values):
+            raise ValueError(f"region must be four integers (r0, r1, c0, c1), got {region!r}")
+        r0, r1, c0, c1 = (int(v) for v in values)
         if self.geometry and not (0 <= r0 < r1 <= self.geometry[0]
                                   and 0 <= c0 < c1 <= self.geometry[1]):
             raise ValueError(f"region rows {r0}:{r1}, cols {c0}:{c1} is outside the "
@@ -246,93 +244,149 @@ class Macro:
         self.limits.check_region(r0, r1, c0, c1)
         return r0, r1, c0, c1
 
-    def pulse(self, region, pulse, job_id=None, chunk=None) -> None:
-        """One FORM / SET / RESET pulse on every cell of ``region`` (limits checked first)."""
-        r0, r1, c0, c1 = self._region(region)
+    # ------------------------------------------------------------------ pulses
+    def pulse_counter(self) -> int | None:
+        """The instrument's count of applied pulse commands (``PULS:COUN?``), or None when it
+        has none."""
+        if not self.has_counter:
+            return None
+        return self.query("PULS:COUN?", _parse_count)
+
+    def check_pulse(self, region, pulse) -> tuple[int, int, int, int]:
+        """Validate a pulse against the array and the lab limits; returns the region."""
+        box = self._region(region)
         self.limits.check_pulse(pulse.amplitude_v, pulse.width_ns, pulse.compliance_ua)
-        head = {"form": "PULS:FORM", "set": "PULS:SET", "reset": "PULS:RES"}[pulse.kind]
+        return box
+
+    def send_pulse(self, region, pulse, job_id: str | None = None,
+                   chunk: int | None = None) -> PulseOutcome:
+        """Send one pulse, recorded write-ahead, and resolve what became of it.
+
+        Never raises for the instrument's refusal or a broken link once the pulse is on its
+        way: the outcome says so (``failed`` / ``unresolved`` ...). Raises LimitError before
+        anything is sent, and LinkError when the link is down before the pulse is sent.
+        """
+        r0, r1, c0, c1 = box = self.check_pulse(region, pulse)
         args = [r0, r1, c0, c1, float(pulse.amplitude_v), float(pulse.width_ns)]
         if pulse.kind != "reset":
             args.append(float(pulse.compliance_ua))
-        params = {"region": [r0, r1, c0, c1], "amplitude_v": float(pulse.amplitude_v),
-                  "width_ns": float(pulse.width_ns), "compliance_ua": float(pulse.compliance_ua)}
-        self._write_checked(f"{head} {format_args(*args)}", params, job_id, chunk)
+        head = PULSE_HEADERS[pulse.kind]
+        n0 = self.pulse_counter()
+        params = {"region": list(box), "kind": pulse.kind,
+                  "amplitude_v": float(pulse.amplitude_v), "width_ns": float(pulse.width_ns),
+                  "compliance_ua": float(pulse.compliance_ua), "counter_before": n0}
+        op = (None if self.journal is None else
+              self.journal.begin(head, params, self.instrument, job_id, chunk))
+        before = self.transport.recoveries
+        try:
+            self.transport.write(f"{head} {format_args(*args)}")
+            acked = True
+        except LinkError:
+            acked = False
+        outcome = self.resolve_pulse(pulse.kind, box, n0, clean=acked, since=before)
+        if op is not None:
+            self.journal.settle(op, outcome.status, outcome.as_dict())
+        return outcome
+
+    def resolve_pulse(self, kind: str, region, counter_before: int | None,
+                      clean: bool = False, since: int | None = None,
+                      pulses_since: int = 0) -> PulseOutcome:
+        """Find out whether a pulse ran.
+
+        Parameters
+        ----------
+        kind : {"form", "set", "reset"}
+        region : (r0, r1, c0, c1)
+        counter_before : int or None
+            ``PULS:COUN?`` read before the pulse was sent (None: not known).
+        clean : bool
+            The command went out without a link error (and, with ``since``, no reply was lost
+            since then): a refusal is then ``failed``, a success ``ok``.
+        since : int, optional
+            :attr:`Transport.recoveries` when the pulse was sent.
+        pulses_since : int
+            Pulses known to have been applied since this one (a resumed job's later records).
+        """
+        tr = self.transport
+        since = tr.recoveries if since is None else since
+        applied, how, error, unformed, counter = None, "none", None, (), ()
+        try:
+            if counter_before is not None and self.has_counter:
+                n1 = self.pulse_counter()
+                counter = (counter_before, n1)
+                d = n1 - counter_before - pulses_since
+                if d in (0, 1):
+                    applied, how = d == 1, "counter"
+            if applied is None and kind == "form":
+                applied, unformed = self._formed_read_back(region)
+                how = "read-back"
+            if applied is None and clean and counter_before is None and kind != "form":
+                code, message, reliable = tr.pop_error()
+                if reliable:
+                    applied, how = code == 0, "error-queue"
+                    error = None if code == 0 else (code, message)
+            if applied is False and clean and error is None:
+                code, message, _ = tr.pop_error()  # why it did not run (best effort)
+                error = None if code == 0 else (code, message)
+        except LinkError:
+            applied = None
+        clean = clean and tr.recoveries == since
+        if applied is None:
+            status = "unresolved"
+        elif applied:
+            status = "ok" if clean else "verified-applied"
+        else:
+            status = "failed" if clean and error is not None else "verified-not-applied"
+        return PulseOutcome(status, applied, how, error, unformed, counter)
+
+    def _formed_read_back(self, region) -> tuple[bool | None, tuple]:
+        """FORM resolved by reading the cells: (applied, unformed column offsets)."""
+        r0, r1, c0, c1 = region
+        g = self.read_map(region)
+        formed = g >= self.limits.formed_threshold_us
+        if formed.all():
+            return True, ()
+        if not formed.any():
+            return False, ()
+        if r1 - r0 != 1:
+            return None, ()  # a partly formed block: not one row's pulse, cannot tell
+        return True, tuple(int(j) for j in np.flatnonzero(~formed[0]))
+
+    def pulse(self, region, pulse, job_id=None, chunk=None) -> PulseOutcome:
+        """One FORM / SET / RESET pulse on every cell of ``region`` (limits checked first).
+
+        Returns the :class:`PulseOutcome` when the pulse ran. Raises
+        :class:`InstrumentError` when the instrument refused it, and :class:`LinkError` when it
+        did not run or nobody can tell whether it ran (never re-sent here).
+        """
+        out = self.send_pulse(region, pulse, job_id, chunk)
+        if out.applied:
+            return out
+        if out.status == "failed":
+            raise InstrumentError(out.error[0], out.error[1], PULSE_HEADERS[pulse.kind])
+        if out.applied is False:
+            raise LinkError(f"{PULSE_HEADERS[pulse.kind]} on {list(self._region(region))} did "
+                            f"not run (verified by {out.how}); the link failed")
+        raise LinkError(f"{PULSE_HEADERS[pulse.kind]} on {list(self._region(region))}: "
+                        "whether it ran could not be resolved")
 
     def program_random(self, region, pulse=None, job_id: str | None = None,
-                       progress: bool = True, on_chunk: Callable[[int], None] | None = None
-                       ) -> str:
-        """Form ``region`` into the random state, one row per command, resumable.
+                       progress: bool = True, on_chunk=None, max_attempts: int = 3) -> str:
+        """Form ``region`` into the random state, one row per command, resumable and verified:
+        see :func:`hw.jobs.program_random`."""
+        from hw.jobs import program_random
 
-        With a journal, the job is recorded under ``job_id`` (a new id when None); running it
-        again with the same id continues where it stopped. A row found *pending* (its command
-        may or may not have run) is read first, and only cells still below the lab's
-        ``formed_threshold_us`` are pulsed: no cell gets a second forming pulse. A *new* job id
-        does not look at the cells first: on cells that are already formed its pulses act as
-        SET pulses, so reuse the id that formed a block.
+        return program_random(self, region, pulse, job_id=job_id, progress=progress,
+                              on_chunk=on_chunk, max_attempts=max_attempts)
 
-        Returns
-        -------
-        str : the job id.
-        """
-        from tqdm.auto import tqdm
-
-        from lsm.crossbar import Pulse
-
-        pulse = Pulse.form() if pulse is None else pulse
-        if pulse.kind != "form":
-            raise ValueError("program_random needs a FORM pulse")
-        r0, r1, c0, c1 = self._region(region)
-        self.limits.check_pulse(pulse.amplitude_v, pulse.width_ns, pulse.compliance_ua)
-        job_id = job_id or uuid.uuid4().hex[:12]
-        params = {"region": [r0, r1, c0, c1], "pulse": [pulse.amplitude_v, pulse.width_ns,
-                                                        pulse.compliance_ua]}
-        status = {}
-        if self.journal is not None:
-            self.journal.start_job(job_id, "program_random", params)
-            status = self.journal.chunk_status(job_id)
-        try:
-            for k in tqdm(range(r1 - r0), desc=f"program_random {job_id}", unit="row",
-                          disable=not progress):
-                st = status.get(k)
-                if st == "done":
-                    continue
-                row = r0 + k
-                if st == "pending":
-                    self._finish_pending_row(row, c0, c1, pulse, job_id, k)
-                else:
-                    if self.journal is not None:
-                        self.journal.set_chunk(job_id, k, "pending")
-                    self.pulse((row, row + 1, c0, c1), pulse, job_id, k)
-                if self.journal is not None:
-                    self.journal.set_chunk(job_id, k, "done")
-                if on_chunk is not None:
-                    on_chunk(k)
-        except BaseException:
-            if self.journal is not None:
-                self.journal.finish_job(job_id, "interrupted")
-            raise
-        if self.journal is not None:
-            self.journal.finish_job(job_id, "done")
-        return job_id
-
-    def _finish_pending_row(self, row, c0, c1, pulse, job_id, k) -> None:
-        g = self.read_map((row, row + 1, c0, c1))[0]
-        todo = np.flatnonzero(g < self.limits.formed_threshold_us)
-        self._record("RESUME-CHECK", {"row": row, "unformed": int(todo.size)}, None, "ok",
-                     job_id, k)
-        # contiguous runs of unformed cells, one command each
-        if todo.size:
-            breaks = np.flatnonzero(np.diff(todo) > 1) + 1
-            for run in np.split(todo, breaks):
-                self.pulse((row, row + 1, c0 + int(run[0]), c0 + int(run[-1]) + 1), pulse,
-                           job_id, k)
-
+    # ------------------------------------------------------------------ reads
     def read_map(self, region, repeats: int = 1, v_read: float = 0.2) -> np.ndarray:
         """Conductance map (uS) of ``region``, averaged over ``repeats`` reads."""
         r0, r1, c0, c1 = self._region(region)
         self.limits.check_read(v_read)
-        if repeats < 1:
-            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) \
+                or repeats < 1:
+            raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
         shape = (r1 - r0, c1 - c0)
         acc = np.zeros(shape)
         for _ in range(repeats):
@@ -344,7 +398,10 @@ class Macro:
 
     def vmm(self, rows, cols, inputs: np.ndarray, v_read: float = 0.2) -> np.ndarray:
         """ADC codes (n, n_cols) of binary ``inputs`` (n, n_rows) driven on rows ``rows``
-        (a (start, stop) pair) and read on columns ``cols`` (a (start, stop) pair)."""
+        (a (start, stop) pair) and read on columns ``cols`` (a (start, stop) pair).
+
+        Sent in calls of at most ``vmm_batch`` vectors, each with a reply timeout scaled to
+        its work (see ``vmm_us_per_cell``)."""
         r0, r1 = int(rows[0]), int(rows[1])
         c0, c1 = int(cols[0]), int(cols[1])
         self._region((r0, r1, c0, c1))
@@ -352,16 +409,21 @@ class Macro:
         x = np.asarray(inputs)
         if x.ndim != 2 or x.shape[1] != r1 - r0:
             raise ValueError(f"inputs must have shape (n, {r1 - r0}), got {x.shape}")
+        if x.dtype.kind not in "biu":
+            raise ValueError(f"inputs must be integer or boolean spikes (0/1), got dtype "
+                             f"{x.dtype}")
         if x.size and not np.isin(x, (0, 1)).all():
             raise ValueError("inputs must be binary spikes (0/1)")
         out = np.empty((len(x), c1 - c0), dtype=np.int64)
-        step = self.limits.max_vectors
+        step = min(self.vmm_batch, self.limits.max_vectors)
         for lo in range(0, len(x), step):
             chunk = np.ascontiguousarray(x[lo:lo + step], dtype=np.uint8)
             self.limits.check_vectors(len(chunk))
             cmd = f"VMM? {format_args(r0, r1, c0, c1, float(v_read), len(chunk))}"
-            out[lo:lo + len(chunk)] = self.query_block(cmd, "<u2", (len(chunk), c1 - c0),
-                                                       payload=chunk.tobytes())
+            work_ms = self.vmm_us_per_cell * len(chunk) * (r1 - r0) * (c1 - c0) / 1000.0
+            out[lo:lo + len(chunk)] = self.query_block(
+                cmd, "<u2", (len(chunk), c1 - c0), payload=chunk.tobytes(),
+                timeout_ms=int(self.timeout_ms + work_ms))
         self._record("VMM?", {"rows": [r0, r1], "cols": [c0, c1], "vectors": len(x)}, None,
                      "ok")
         return out
@@ -442,25 +504,6 @@ class Macro:
         return self.query("STAT?", parse)
 
 
-def _set_nodelay(rm, inst, pyvisa) -> None:
-    """TCP_NODELAY on a socket resource: command/reply exchanges are small, and Nagle's
-    algorithm with delayed ACKs would add ~40 ms to every write followed by a query.
-
-    pyvisa-py 0.8 maps the setter of VI_ATTR_TCPIP_NODELAY to a method that always raises, so
-    for that backend the option is set on its socket directly."""
-    import socket
-
-    try:
-        inst.set_visa_attribute(pyvisa.constants.VI_ATTR_TCPIP_NODELAY, True)
-        return
-    except Exception:  # noqa: BLE001 - fall through to the pyvisa-py socket
-        pass
-    session = getattr(getattr(rm, "visalib", None), "sessions", {}).get(inst.session)
-    sock = getattr(session, "interface", None)
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _parse_geometry(reply: str) -> tuple[int, int]:
     rows, cols = (int(v) for v in reply.split(","))
     if rows < 1 or cols < 1:
@@ -468,8 +511,8 @@ def _parse_geometry(reply: str) -> tuple[int, int]:
     return rows, cols
 
 
-def _parse_error(reply: str) -> tuple[int, str]:
-    code, _, msg = reply.partition(",")
-    if not msg.startswith('"') or not msg.endswith('"'):
-        raise ValueError(f"garbled SYST:ERR? reply {reply!r}")
-    return int(code), json.loads(msg) if msg.count('"') == 2 else msg.strip('"')
+def _parse_count(reply: str) -> int:
+    text = reply.strip()
+    if not text.isdigit():
+        raise ValueError(f"garbled PULS:COUN? reply {reply!r}")
+    return int(text)

@@ -35,7 +35,8 @@ class MacroWeights:
     limits, journal : see :class:`hw.Macro`.
     job_id : str, optional
         Journal id of the forming job (default derived from the block and the pulse), so that
-        building twice does not form twice.
+        building twice does not form twice. Without a journal, the block is read first: formed
+        if virgin, used as it is if already formed, refused if partly formed.
     form_pulse, v_read, read_time_s, g_unit_us : as in CrossbarWeights.
     """
 
@@ -61,6 +62,19 @@ class MacroWeights:
     def _macro(self) -> Macro:
         return Macro(self.resource, self.limits, self.journal)
 
+    def _form_without_journal(self, m: Macro, box, pulse) -> str | None:
+        """No journal to resume from: form the block only if it is virgin, use it as it is
+        if it is formed, and refuse a partly formed block (a job interrupted without a record:
+        only its journal could finish it without pulsing a cell twice)."""
+        formed = m.read_map(box) >= m.limits.formed_threshold_us
+        if formed.all():
+            return None
+        if formed.any():
+            raise ValueError(f"the block {list(box)} is partly formed ({int(formed.sum())} of "
+                             f"{formed.size} cells); finish it with the journal of the job that "
+                             "formed it (MacroWeights(journal=...))")
+        return m.program_random(box, pulse, progress=self.progress)
+
     def build(self, config: LSMConfig) -> WeightSet:
         from lsm.crossbar import DifferentialMapping
 
@@ -73,7 +87,10 @@ class MacroWeights:
             p = self.form_pulse
             job = self.job_id or (f"lsm-form-{box[0]}-{box[1]}-{box[2]}-{box[3]}-"
                                   f"{p.amplitude_v}-{p.width_ns}-{p.compliance_ua}")
-            m.program_random(box, p, job_id=job, progress=self.progress)
+            if m.journal is not None:
+                m.program_random(box, p, job_id=job, progress=self.progress)
+            else:
+                job = self._form_without_journal(m, box, p)
             m.advance_time(self.read_time_s)
             g = m.read_map(box, v_read=self.v_read).astype(np.float64)
             idn, readout = m.idn, m.readout()

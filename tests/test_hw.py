@@ -33,7 +33,7 @@ def faulty(**faults):
 # ---------------------------------------------------------------- happy paths
 def test_identify_program_read_vmm(emulator, tmp_path):
     with Macro(emulator.resource, journal=tmp_path / "j.sqlite") as m:
-        assert m.idn["model"] == "IMC40-512" and m.idn["protocol"] == "1.0"
+        assert m.idn["model"] == "IMC40-512" and m.idn["protocol"] == "1.1" and m.has_counter
         assert m.geometry == (512, 512)
         job = m.program_random((0, 32, 0, 40), progress=False)
         g = m.read_map((0, 32, 0, 40), repeats=3)
@@ -161,11 +161,11 @@ def test_instrument_errors_are_reported_not_retried(tmp_path):
             with pytest.raises(InstrumentError, match=r"instrument error -300"):
                 m.pulse((0, 1, 0, 2), Pulse.form())
         assert srv.macro.pulse_counts.sum() == 0
-        assert sum(line.startswith("PULS") for line in srv.macro.log) == 1  # sent once only
+        assert sum(line.startswith("PULS:FORM") for line in srv.macro.log) == 1  # sent once
     finally:
         srv.stop()
     ops = Journal(tmp_path / "j.sqlite").ops()
-    assert [o["status"] for o in ops if o["command"] == "PULS:FORM"] == ["error"]
+    assert [o["status"] for o in ops if o["command"] == "PULS:FORM"] == ["failed"]
 
 
 def test_out_of_range_command_reports_the_instrument_error(emulator):
@@ -204,20 +204,70 @@ def test_exception_and_ctrl_c_leave_the_instrument_safe(emulator, tmp_path):
 
 
 # ---------------------------------------------------------------- resumable jobs
-def test_pending_row_is_checked_before_pulsing(emulator, tmp_path):
-    """A row left 'pending' (crash between sending and recording) is read, not re-pulsed."""
+def _mark_pending(journal, job_id, rows):
+    """Rewrite the journal as if the process had died with these rows' pulses in flight."""
+    for k in rows:
+        journal._conn.execute("UPDATE ops SET status = 'pending', result = NULL WHERE id = ?",
+                              (journal.last_op(job_id, k)["id"],))
+        journal.set_chunk(job_id, k, "pending")
+
+
+@pytest.mark.parametrize("use_counter", [True, False])
+def test_pending_row_is_resolved_before_pulsing(emulator, tmp_path, use_counter):
+    """Rows left 'pending' (the process died with the pulse in flight) are resolved on the
+    instrument, by the pulse counter or by reading the cells back, never pulsed blindly."""
+    j = Journal(tmp_path / "j.sqlite")
+    with Macro(emulator.resource, journal=j, use_counter=use_counter) as m:
+        assert m.has_counter is use_counter
+        m.program_random((0, 6, 0, 8), job_id="p", progress=False)
+        _mark_pending(j, "p", [2, 4])            # both ran, but the records say pending
+        m.program_random((0, 6, 0, 8), job_id="p", progress=False)
+        np.testing.assert_array_equal(emulator.macro.pulse_counts[:6, :8], 1)
+        checks = [json.loads(o["params"]) for o in j.ops(job_id="p")
+                  if o["command"] == "RESUME-CHECK"]
+        # row 2 has a later pending record (row 4): its counter cannot be accounted for
+        assert [(c["row"], c["applied"]) for c in checks] == [(2, True), (4, True)]
+        assert [c["how"] for c in checks] == (["read-back", "counter"] if use_counter
+                                              else ["read-back", "read-back"])
+        assert {o["status"] for o in j.ops(job_id="p") if o["command"] == "PULS:FORM"} \
+            == {"ok", "verified-applied"}
+
+
+def test_pending_row_that_never_ran_is_pulsed_once(emulator, tmp_path):
+    """A pending record whose pulse never reached the instrument: the counter has not moved,
+    so the row is pulsed (once)."""
     j = Journal(tmp_path / "j.sqlite")
     with Macro(emulator.resource, journal=j) as m:
+        j.start_job("q", "program_random", {"region": [0, 3, 0, 8],
+                                           "pulse": [3.0, 1000.0, 100.0]})
+        n0 = m.pulse_counter()
+        j.begin("PULS:FORM", {"region": [0, 1, 0, 8], "counter_before": n0}, m.instrument,
+                "q", 0)                           # recorded, then the process died
+        m.program_random((0, 3, 0, 8), job_id="q", progress=False)
+    np.testing.assert_array_equal(emulator.macro.pulse_counts[:3, :8], 1)
+    check = [json.loads(o["params"]) for o in j.ops(job_id="q")
+             if o["command"] == "RESUME-CHECK"]
+    assert check == [{"row": 0, "op": 1, "how": "counter", "applied": False, "unformed": 0}]
+
+
+def test_partly_formed_row_pulses_only_its_virgin_cells(emulator, tmp_path):
+    j = Journal(tmp_path / "j.sqlite")
+    with Macro(emulator.resource, journal=j, use_counter=False) as m:
         m.program_random((0, 6, 0, 8), job_id="p", progress=False)
-        j.set_chunk("p", 2, "pending")          # ran, but the record says pending
-        j.set_chunk("p", 4, "pending")          # and pretend row 4 never ran:
-        emulator.macro.array.formed[4, 3:6] = False
+        _mark_pending(j, "p", [4])
+        emulator.macro.array.formed[4, 3:6] = False   # pretend cells 3-5 never formed
         emulator.macro.array.g_us[4, 3:6] = 0.01
         emulator.macro.pulse_counts[4, 3:6] = 0
         m.program_random((0, 6, 0, 8), job_id="p", progress=False)
     np.testing.assert_array_equal(emulator.macro.pulse_counts[:6, :8], 1)
-    checks = [o for o in j.ops(job_id="p") if o["command"] == "RESUME-CHECK"]
-    assert [json.loads(o["params"])["unformed"] for o in checks] == [0, 3]
+    ops = [o for o in j.ops(job_id="p") if o["command"] == "PULS:FORM"]
+    assert json.loads(ops[-1]["params"])["region"] == [4, 5, 3, 6]
+
+
+def test_job_without_a_journal_is_refused(emulator):
+    with Macro(emulator.resource) as m, pytest.raises(ValueError, match="without a journal"):
+        m.program_random((0, 2, 0, 2), job_id="no-journal", progress=False)
+    assert emulator.macro.pulse_counts.sum() == 0
 
 
 def test_resume_after_a_killed_process(emulator, tmp_path):
@@ -288,7 +338,7 @@ def test_block_garbage_after_payload():
 
 
 # ---------------------------------------------------------------- LSM on the chip
-def test_macro_weights_read_mode_reproduces_crossbar_weights():
+def test_macro_weights_read_mode_reproduces_crossbar_weights(tmp_path):
     from hw.weights import MacroWeights
     from lsm import LSM, LSMConfig
     from lsm.weights import CrossbarWeights
@@ -296,7 +346,13 @@ def test_macro_weights_read_mode_reproduces_crossbar_weights():
     cfg = LSMConfig(n_inputs=40, n_neurons=30, n_bins=20, seed=6)
     srv = EmulatorServer(0, EmulatedMacro(seed=6)).start()
     try:
-        chip = LSM(cfg, weights=MacroWeights(srv.resource))
+        chip = LSM(cfg, weights=MacroWeights(srv.resource, journal=tmp_path / "j.sqlite"))
+        again = LSM(cfg, weights=MacroWeights(srv.resource, journal=tmp_path / "j.sqlite"))
+        assert srv.macro.pulse_counts.max() == 1  # the second build resumed the done job
+        # without a journal the block is read first: formed already, so not formed again
+        LSM(cfg, weights=MacroWeights(srv.resource))
+        assert srv.macro.pulse_counts.max() == 1
+        assert again.provenance["job_id"] == chip.provenance["job_id"]
     finally:
         srv.stop()
     sim = LSM(cfg, weights=CrossbarWeights())

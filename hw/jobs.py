@@ -1,0 +1,230 @@
+"""Resumable, verified jobs on the macro.
+
+:func:`program_random` forms a region one row per command. With a journal, each row is a
+*chunk* of the job: recorded pending before its pulse goes out (write-ahead), settled after the
+pulse's outcome is resolved on the instrument (:meth:`hw.Macro.send_pulse`). A job is *done*
+only when every row is known to have been pulsed exactly once; otherwise it raises
+:class:`JobIncomplete` naming the cells it could not resolve or could not pulse, and running it
+again with the same job id continues: rows done are skipped, rows whose pulse is known not to
+have run are pulsed, and a row left pending (the process died with its pulse in flight) is
+resolved first, by the pulse counter recorded before it was sent, or by reading its cells back.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+
+from hw.journal import APPLIED, NOT_APPLIED
+from hw.macro import Macro, PulseOutcome
+from hw.transport import LinkError
+
+__all__ = ["program_random", "JobIncomplete"]
+
+
+class JobIncomplete(RuntimeError):
+    """A job that could not pulse, or could not verify, every cell of its region.
+
+    Attributes
+    ----------
+    job_id : str
+    unresolved : list of (row, c0, c1)
+        Cells whose pulse may or may not have run (resolved on the next run).
+    failed : list of (row, c0, c1)
+        Cells known not to have been pulsed (the instrument refused, or the pulse was lost).
+    not_started : list of (row, c0, c1)
+        Rows the job did not reach.
+    cause : Exception or None
+        The error that stopped the job early (a broken link), if any.
+    """
+
+    def __init__(self, job_id, unresolved, failed, not_started, cause=None) -> None:
+        self.job_id, self.unresolved, self.failed = job_id, unresolved, failed
+        self.not_started, self.cause = not_started, cause
+        parts = [f"job {job_id!r} is not done"]
+        if cause is not None:
+            parts.append(f"stopped by: {cause}")
+        for name, cells in (("unresolved (may or may not have been pulsed)", unresolved),
+                            ("not pulsed (refused or lost)", failed),
+                            ("not started", not_started)):
+            if cells:
+                parts.append(f"{name}: {_describe(cells)}")
+        parts.append("run it again with the same job id to resume; no cell is pulsed twice")
+        super().__init__("; ".join(parts))
+
+
+def _describe(cells: list, limit: int = 8) -> str:
+    text = ", ".join(f"row {r} cols {a}:{b}" for r, a, b in cells[:limit])
+    more = len(cells) - limit
+    return f"{len(cells)} row(s): {text}" + (f" and {more} more" if more > 0 else "")
+
+
+def program_random(macro: Macro, region, pulse=None, job_id: str | None = None,
+                   progress: bool = True, on_chunk: Callable[[int], None] | None = None,
+                   max_attempts: int = 3) -> str:
+    """Form ``region`` into the random state, one row per FORM command, verified and resumable.
+
+    Parameters
+    ----------
+    macro : hw.Macro
+        An open macro.
+    region : (r0, r1, c0, c1)
+    pulse : lsm.crossbar.Pulse, optional
+        A FORM pulse (default ``Pulse.form()``).
+    job_id : str, optional
+        Journal id; running again with the same id resumes. Needs the macro's journal (a job
+        id without a journal could not resume, and re-running would pulse every cell again).
+    progress : bool
+        Show a progress bar (plain lines when not on a terminal).
+    on_chunk : callable, optional
+        Called with the row offset after each row is done.
+    max_attempts : int
+        Sends of one row's pulse when it is verified not to have run (>= 1).
+
+    Returns
+    -------
+    str
+        The job id.
+
+    Raises
+    ------
+    JobIncomplete
+        When any row is left unresolved or unpulsed (the job is recorded ``incomplete``).
+    """
+    from tqdm.auto import tqdm
+
+    from lsm.crossbar import Pulse
+
+    pulse = Pulse.form() if pulse is None else pulse
+    if pulse.kind != "form":
+        raise ValueError("program_random needs a FORM pulse")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    journal = macro.journal
+    if job_id is not None and journal is None:
+        raise ValueError(f"job id {job_id!r} given without a journal: a job can only resume "
+                         "from its journal (without one, a re-run would pulse every cell again)")
+    r0, r1, c0, c1 = macro.check_pulse(region, pulse)
+    job_id = job_id or uuid.uuid4().hex[:12]
+    params = {"region": [r0, r1, c0, c1], "pulse": [pulse.amplitude_v, pulse.width_ns,
+                                                    pulse.compliance_ua]}
+    status: dict[int, str] = {}
+    if journal is not None:
+        journal.start_job(job_id, "program_random", params)
+        status = journal.chunk_status(job_id)
+    unresolved, failed = [], []
+    k = 0
+    try:
+        for k in tqdm(range(r1 - r0), desc=f"program_random {job_id}", unit="row",
+                      disable=not progress, mininterval=1.0):
+            st = status.get(k)
+            if st == "done":
+                continue
+            row = r0 + k
+            box = (row, row + 1, c0, c1)
+            if st in ("pending", "failed"):
+                outcome = _resolve_pending(macro, box, pulse, job_id, k)
+            else:
+                outcome = None
+            result = _complete_row(macro, box, pulse, job_id, k, outcome, max_attempts)
+            if result == "done":
+                if journal is not None:
+                    journal.set_chunk(job_id, k, "done")
+                if on_chunk is not None:
+                    on_chunk(k)
+            else:
+                if journal is not None and result == "failed":
+                    journal.set_chunk(job_id, k, "failed")
+                (unresolved if result == "unresolved" else failed).append((row, c0, c1))
+    except LinkError as exc:
+        _stop(journal, job_id, "incomplete")
+        done = journal.chunk_status(job_id) if journal is not None else {}
+        not_started = [(r0 + j, c0, c1) for j in range(k + 1, r1 - r0)
+                       if done.get(j) != "done"]
+        here = (r0 + k, c0, c1)
+        if here not in unresolved and here not in failed and done.get(k) != "done":
+            (unresolved if done.get(k) == "pending" else not_started).insert(0, here)
+        raise JobIncomplete(job_id, unresolved, failed, sorted(not_started), exc) from exc
+    except BaseException:
+        _stop(journal, job_id, "interrupted")
+        raise
+    if unresolved or failed:
+        _stop(journal, job_id, "incomplete")
+        raise JobIncomplete(job_id, unresolved, failed, [])
+    _stop(journal, job_id, "done")
+    return job_id
+
+
+def _stop(journal, job_id: str, status: str) -> None:
+    if journal is not None:
+        journal.finish_job(job_id, status)
+
+
+def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int) -> PulseOutcome:
+    """A row not done on resume: its last pulse may be in doubt (the process died, or the
+    link failed, with the pulse in flight), or only part of the row was pulsed. Ask the
+    instrument what happened; the outcome is relative to the whole row."""
+    journal = macro.journal
+    op = journal.last_op(job_id, k)
+    params = json.loads(op["params"] or "{}") if op is not None else {}
+    if op is None or not op["command"].startswith("PULS:") \
+            or tuple(params.get("region", ())) != tuple(box):
+        # no pulse record, or the last one covered part of the row: read the row back
+        applied, unformed = macro._formed_read_back(box)
+        outcome = PulseOutcome("verified-applied" if applied else "verified-not-applied",
+                               applied, "read-back", unformed=unformed)
+    elif op["status"] in APPLIED + NOT_APPLIED:
+        result = json.loads(op["result"] or "{}")
+        return PulseOutcome(op["status"], op["status"] in APPLIED, result.get("how", "journal"),
+                            unformed=tuple(result.get("unformed", ())))
+    else:
+        n0 = params.get("counter_before")
+        later_applied, later_unknown = journal.pulses_after(op["id"], op["instrument"])
+        if later_unknown or op["instrument"] != macro.instrument:
+            n0 = None  # the counter cannot be accounted for: read back
+        outcome = macro.resolve_pulse(pulse.kind, box, n0, pulses_since=later_applied)
+        journal.settle(op["id"], "unresolved" if outcome.applied is None else
+                       ("verified-applied" if outcome.applied else "verified-not-applied"),
+                       outcome.as_dict())
+    journal.record("RESUME-CHECK", {"row": box[0], "op": None if op is None else op["id"],
+                                    "how": outcome.how, "applied": outcome.applied,
+                                    "unformed": len(outcome.unformed)},
+                   None, "ok", macro.instrument, job_id, k)
+    return outcome
+
+
+def _complete_row(macro: Macro, box, pulse, job_id, k, outcome, max_attempts) -> str:
+    """Pulse what the row still needs; returns ``done``, ``unresolved`` or ``failed``."""
+    row, _, c0, c1 = box
+    todo = [box]
+    if outcome is not None:
+        if outcome.applied is None:
+            return "unresolved"
+        if outcome.applied:
+            # a read-back may find a row partly formed: pulse only the cells still virgin
+            todo = [(row, row + 1, c0 + a, c0 + b) for a, b in _runs(outcome.unformed)]
+    for part in todo:
+        for _ in range(max_attempts):
+            out = macro.send_pulse(part, pulse, job_id, k)
+            if out.applied is None:
+                return "unresolved"
+            if out.applied:
+                if out.unformed:  # read-back: some cells of this part still virgin
+                    pr0, pr1, pc0, _ = part
+                    todo.extend((pr0, pr1, pc0 + a, pc0 + b) for a, b in _runs(out.unformed))
+                break
+        else:
+            return "failed"
+    return "done"
+
+
+def _runs(offsets) -> list[tuple[int, int]]:
+    """Contiguous runs of sorted offsets, as half-open (start, stop) pairs."""
+    idx = np.asarray(offsets, dtype=np.int64)
+    if idx.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > 1) + 1
+    return [(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, breaks)]
