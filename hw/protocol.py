@@ -7,7 +7,7 @@ import numpy as np
 __all__ = ["PROTOCOL_VERSION", "BlockError", "encode_block", "parse_block", "block_header_length",
            "parse_idn", "check_version", "format_args"]
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 
 
 class BlockError(ValueError):
