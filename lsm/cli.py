@@ -308,10 +308,17 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     # the lab packages are imported here, inside the subcommand: lsm itself never imports them
     from hw.emulator import Faults, serve
 
-    faults = Faults(latency_s=args.latency_ms / 1000.0, drop_rate=args.drop_rate,
-                    garble_rate=args.garble_rate, disconnect_rate=args.disconnect_rate,
-                    error_rate=args.error_rate)
-    serve(args.port, args.seed, faults, wall_clock=args.wall_clock)
+    try:
+        faults = Faults(latency_s=args.latency_ms / 1000.0, drop_rate=args.drop_rate,
+                        garble_rate=args.garble_rate, disconnect_rate=args.disconnect_rate,
+                        error_rate=args.error_rate)
+        serve(args.port, args.seed, faults, wall_clock=args.wall_clock, host=args.host,
+              idle_timeout_s=args.idle_timeout_s, max_line_bytes=args.max_line_bytes,
+              max_connections=args.max_connections)
+    except ValueError as exc:
+        raise CLIError(f"lsm emulator: {exc}") from None
+    except OSError as exc:  # address in use, unknown host, no permission
+        raise CLIError(f"lsm emulator: cannot listen on {args.host}:{args.port}: {exc}") from None
     return 0
 
 
@@ -571,8 +578,16 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--no-progress", action="store_true")
     dm.set_defaults(func=_cmd_demo)
 
-    em = sub.add_parser("emulator", help="serve the emulated macro on 127.0.0.1 (Ctrl-C stops)")
+    em = sub.add_parser("emulator", help="serve the emulated macro over TCP (Ctrl-C stops)")
+    em.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only)")
     em.add_argument("--port", type=int, default=5025)
+    em.add_argument("--idle-timeout-s", type=float, default=60.0,
+                    help="close a connection with no complete command for this long")
+    em.add_argument("--max-line-bytes", type=int, default=65536,
+                    help="longest command line kept (longer: discarded, error -223)")
+    em.add_argument("--max-connections", type=int, default=64,
+                    help="simultaneous connections (more are closed at once)")
     em.add_argument("--seed", type=int, default=0)
     em.add_argument("--wall-clock", action="store_true", help="drift with real time")
     em.add_argument("--latency-ms", type=float, default=0.0, help="fault: reply latency")
