@@ -1,4 +1,5 @@
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,9 @@ def load_script(relpath: str):
     path = ROOT / relpath
     spec = importlib.util.spec_from_file_location(path.stem, path)
     mod = importlib.util.module_from_spec(spec)
+    # registered under its name: numba's on-disk cache (cache=True) re-imports a function's
+    # module by name when it loads a cached kernel, and an unregistered one is "<dynamic>"
+    sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
 
