@@ -8,31 +8,44 @@ encoder (64 cochlea channels, decay 0.97, threshold 5.3, const 0.08, 129 bins).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomli_w
 
-from lsm._validate import check_int, check_number
+from lsm._validate import InvalidTypeError, array_bytes, check_int, check_memory, check_number
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["LSMConfig", "RESET_MODES"]
+__all__ = ["LSMConfig", "RESET_MODES", "MAX_WEIGHT_CONST", "MAX_V_TH"]
 
 #: Reset rules after a spike: ``"zero"`` (hard reset, the paper's), ``"subtract"`` (subtract the
 #: threshold), ``"none"`` (no reset: pure leaky integration).
 RESET_MODES = ("zero", "subtract", "none")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    check_int("LSMConfig", name, value, minimum)
+#: Largest weight const: the paper's are 0.07-0.3. A const of 1e308 is finite, but times a draw
+#: of tens of uS it overflows float32 (the kernel's type) into inf weights; 1e6 leaves a margin
+#: of more than 1e25 for the sums over inputs and time.
+MAX_WEIGHT_CONST = 1e6
+#: Largest threshold, in the weights' units (float32 must hold it, with sums of weights above it).
+MAX_V_TH = 1e12
+#: Sizes are int32 indices in the kernel, and the seed a 63-bit integer (TOML's range).
+_MAX_SIZE = 2**31 - 1
+_MAX_SEED = 2**63 - 1
+#: Bytes per weight entry while a source draws it (float64 draw, then the float32 copy kept).
+_WEIGHT_BYTES_PER_ENTRY = 8
+
+
+def _check_int(name: str, value: Any, minimum: int, maximum: int) -> None:
+    check_int("LSMConfig", name, value, minimum, maximum)
 
 
 def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
@@ -92,18 +105,26 @@ class LSMConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("n_inputs", self.n_inputs, 1)
-        _check_int("n_neurons", self.n_neurons, 1)
-        _check_int("n_bins", self.n_bins, 1)
-        _check_int("seed", self.seed, 0)
+        _check_int("n_inputs", self.n_inputs, 1, _MAX_SIZE)
+        _check_int("n_neurons", self.n_neurons, 1, _MAX_SIZE)
+        _check_int("n_bins", self.n_bins, 1, _MAX_SIZE)
+        _check_int("seed", self.seed, 0, _MAX_SEED)
         _check_float("decay", self.decay, 0.0, 1.0)
-        _check_float("v_th", self.v_th, 0.0, math.inf, low_open=True)
-        _check_float("w_in_const", self.w_in_const, 0.0, math.inf)
-        _check_float("w_rec_const", self.w_rec_const, 0.0, math.inf)
+        _check_float("v_th", self.v_th, 0.0, MAX_V_TH, low_open=True)
+        _check_float("w_in_const", self.w_in_const, 0.0, MAX_WEIGHT_CONST)
+        _check_float("w_rec_const", self.w_rec_const, 0.0, MAX_WEIGHT_CONST)
         _check_float("p_in", self.p_in, 0.0, 1.0, low_open=True)
         _check_float("p_rec", self.p_rec, 0.0, 1.0)
+        if not isinstance(self.reset, str):
+            raise InvalidTypeError(f"LSMConfig.reset must be a string, one of {RESET_MODES}, "
+                                   f"got {self.reset!r}")
         if self.reset not in RESET_MODES:
             raise ValueError(f"LSMConfig.reset must be one of {RESET_MODES}, got {self.reset!r}")
+        for name, shape in (("w_in", (self.n_inputs, self.n_neurons)),
+                            ("w_rec", (self.n_neurons, self.n_neurons))):
+            check_memory(f"LSMConfig: n_inputs={self.n_inputs}, n_neurons={self.n_neurons} "
+                         f"make a {name} of {shape[0]} x {shape[1]}, which",
+                         array_bytes(shape, np.float64))
         # Normalise numpy scalars to plain Python numbers so that equality, hashing and TOML
         # output do not depend on where a value came from.
         for f in fields(self):
@@ -138,7 +159,12 @@ class LSMConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "dict") -> LSMConfig:
-        """Build from a mapping; unknown keys are an error that names them and ``source``."""
+        """Build from a mapping; unknown keys, wrong types and values out of range are errors
+        that name the key and ``source`` (a TypeError that is also a ValueError, or a
+        ValueError)."""
+        if not isinstance(data, dict):
+            raise InvalidTypeError(f"{source}: an LSMConfig must be a table of settings, got "
+                                   f"{type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -174,5 +200,18 @@ class LSMConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LSMConfig:
+        """Read a TOML file written by :meth:`save` (or by hand).
+
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError
+            No such file, or a folder.
+        ValueError
+            Not UTF-8 text, not TOML, an unknown key, or a value out of range (naming the key
+            and the file); :class:`~lsm._validate.InvalidTypeError` (also a TypeError) for a
+            value of the wrong type.
+        """
+        from lsm._io import read_text_file
+
         path = Path(path)
-        return cls.from_toml(path.read_text(encoding="utf-8"), source=str(path))
+        return cls.from_toml(read_text_file(path, "config file"), source=str(path))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsm._validate import InvalidTypeError, check_memory
+
 __all__ = ["EventBatch"]
 
 
@@ -45,7 +47,14 @@ class EventBatch:
     n_channels: int
 
     def __post_init__(self) -> None:
-        _validate_csr(self.offsets, self.bins, self.channels, self.n_bins, self.n_channels)
+        # checked in the arrays' own dtypes, then stored as the kernel's (int64, int32, int32):
+        # nothing wraps around in a cast, and any integer (or empty) input reaches the kernel
+        # in the one dtype it is compiled for
+        offsets, bins, channels = _validate_csr(self.offsets, self.bins, self.channels,
+                                                self.n_bins, self.n_channels)
+        object.__setattr__(self, "offsets", offsets)
+        object.__setattr__(self, "bins", bins)
+        object.__setattr__(self, "channels", channels)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -98,9 +107,9 @@ class EventBatch:
                 f"raster must have shape (n_samples, n_bins, n_channels), got shape {raster.shape}"
             )
         if raster.dtype != np.bool_:
-            if not (np.issubdtype(raster.dtype, np.integer)
-                    or np.issubdtype(raster.dtype, np.floating)):
-                raise ValueError(f"raster must be boolean or numeric, got dtype {raster.dtype}")
+            if raster.dtype.kind not in "iuf":
+                raise ValueError(f"raster must be boolean or numeric (integer or float 0/1), "
+                                 f"got dtype {raster.dtype}")
             bad = (raster != 0) & (raster != 1)  # NaN compares unequal to both: caught here
             if bad.any():
                 s, t, c = np.unravel_index(_first_bad(bad.ravel()), raster.shape)
@@ -109,6 +118,9 @@ class EventBatch:
                     f"{raster[s, t, c].item()!r}"
                 )
         n, n_bins, n_channels = raster.shape
+        n_events = int(np.count_nonzero(raster))
+        check_memory(f"the {n_events} events of the raster (3 int64 indices each)",
+                     24 * n_events)
         s, t, c = np.nonzero(raster)  # C order: sorted by sample, then bin, then channel
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(s, minlength=n), out=offsets[1:])
@@ -134,23 +146,18 @@ class EventBatch:
                     f"sample {i}: an event stream must be a (bins, channels) pair of arrays, "
                     f"got {type(item).__name__}"
                 )
-            pair = []
-            for field, arr in zip(("bins", "channels"), item, strict=True):
-                arr = np.asarray(arr)
+            pair = [np.asarray(arr) for arr in item]
+            for field, arr in zip(("bins", "channels"), pair, strict=True):
                 if arr.ndim != 1:
                     raise ValueError(f"sample {i}: {field} must be 1-D, got shape {arr.shape}")
-                if arr.size and not np.issubdtype(arr.dtype, np.integer):
-                    raise ValueError(
-                        f"sample {i}: {field} must hold integers, got dtype {arr.dtype}"
-                    )
-                pair.append(arr)
             if len(pair[0]) != len(pair[1]):
                 raise ValueError(
                     f"sample {i}: bins and channels differ in length "
                     f"({len(pair[0])} != {len(pair[1])})"
                 )
-            bins_list.append(pair[0].astype(np.int32, copy=False))
-            chans_list.append(pair[1].astype(np.int32, copy=False))
+            one = np.array([0, len(pair[0])])
+            bins_list.append(_index_array(pair[0], "bins", n_bins, one, i))
+            chans_list.append(_index_array(pair[1], "channels", n_channels, one, i))
             counts[i] = len(pair[0])
         offsets = np.zeros(len(streams) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
@@ -161,33 +168,57 @@ def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
 
 
-def _validate_csr(offsets, bins, channels, n_bins, n_channels) -> None:
-    """Whole-batch checks, vectorised; errors name the first bad sample."""
-    if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0:
-        raise ValueError("offsets must be 1-D, start at 0 and have n_samples + 1 entries")
-    if np.any(np.diff(offsets) < 0):
-        raise ValueError("offsets must be non-decreasing")
-    if bins.shape != channels.shape or bins.ndim != 1 or len(bins) != offsets[-1]:
-        raise ValueError(
-            f"bins {bins.shape} and channels {channels.shape} must be 1-D with offsets[-1] = "
-            f"{offsets[-1]} entries"
-        )
-    if n_bins < 1 or n_channels < 1:
-        raise ValueError(f"n_bins ({n_bins}) and n_channels ({n_channels}) must be >= 1")
+def _index_array(arr: np.ndarray, field: str, n: int, offsets: np.ndarray,
+                 first_sample: int = 0) -> np.ndarray:
+    """``arr`` as int32 after checking, in its own dtype, that it holds integers in ``[0, n)``.
 
-    def sample_of(j: int) -> int:
-        return int(np.searchsorted(offsets, j, side="right") - 1)
-
-    for field, arr, n in (("bins", bins, n_bins), ("channels", channels, n_channels)):
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{field} must hold integers, got dtype {arr.dtype}")
+    A uint64 2**64 - 1 or an int64 2**32 + 3 is reported as that value, never wrapped into a valid
+    index by the cast. An empty array of any numeric dtype (``np.array([])`` is float64) is
+    accepted. Errors name the sample (found through ``offsets``, numbered from
+    ``first_sample``) and the event's position in it.
+    """
+    if arr.dtype.kind not in ("iu" if arr.size else "biuf"):
+        where = f"sample {first_sample}: " if len(offsets) == 2 else ""
+        raise ValueError(f"{where}{field} must hold integers, got dtype {arr.dtype}")
+    if arr.size:
         bad = (arr < 0) | (arr >= n)
         if bad.any():
             j = _first_bad(bad)
-            s = sample_of(j)
-            raise ValueError(
-                f"sample {s}: {field}[{j - offsets[s]}] = {arr[j]} is outside [0, {n})"
-            )
+            s = int(np.searchsorted(offsets, j, side="right") - 1)
+            raise ValueError(f"sample {first_sample + s}: {field}[{j - int(offsets[s])}] = "
+                             f"{arr[j].item()} is outside [0, {n})")
+    return arr.astype(np.int32, copy=False)
+
+
+def _validate_csr(offsets, bins, channels, n_bins, n_channels):
+    """Whole-batch checks, vectorised; errors name the first bad sample. Returns the arrays in
+    the kernel's dtypes (int64 offsets, int32 bins and channels)."""
+    offsets, bins, channels = np.asarray(offsets), np.asarray(bins), np.asarray(channels)
+    if not isinstance(n_bins, (int, np.integer)) or not isinstance(n_channels,
+                                                                   (int, np.integer)):
+        raise InvalidTypeError(f"n_bins and n_channels must be integers, got {n_bins!r} and "
+                               f"{n_channels!r}")
+    if n_bins < 1 or n_channels < 1:
+        raise ValueError(f"n_bins ({n_bins}) and n_channels ({n_channels}) must be >= 1")
+    if offsets.ndim != 1 or len(offsets) < 1 or offsets.dtype.kind not in "iu":
+        raise ValueError(f"offsets must be a 1-D integer array of n_samples + 1 entries, got "
+                         f"shape {offsets.shape} dtype {offsets.dtype}")
+    if bins.shape != channels.shape or bins.ndim != 1:
+        raise ValueError(f"bins {bins.shape} and channels {channels.shape} must be 1-D arrays "
+                         "of the same length")
+    # bounds first, in the offsets' own dtype: then the int64 cast is exact
+    if offsets[0] != 0 or offsets[-1] != len(bins) or offsets.min() < 0 \
+            or offsets.max() > len(bins):
+        raise ValueError(f"offsets must start at 0 and end at the number of events "
+                         f"({len(bins)}), with every entry in between; got offsets[0] = "
+                         f"{offsets[0].item()}, offsets[-1] = {offsets[-1].item()}")
+    offsets = offsets.astype(np.int64, copy=False)
+    if np.any(np.diff(offsets) < 0):
+        s = _first_bad(np.diff(offsets) < 0)
+        raise ValueError(f"offsets must be non-decreasing: offsets[{s + 1}] = "
+                         f"{offsets[s + 1]} < offsets[{s}] = {offsets[s]}")
+    bins = _index_array(bins, "bins", n_bins, offsets)
+    channels = _index_array(channels, "channels", n_channels, offsets)
     if len(bins) > 1:
         back = np.diff(bins.astype(np.int64)) < 0
         # a decrease across a sample boundary is allowed
@@ -196,8 +227,9 @@ def _validate_csr(offsets, bins, channels, n_bins, n_channels) -> None:
         back[starts - 1] = False
         if back.any():
             j = _first_bad(back) + 1
-            s = sample_of(j)
+            s = int(np.searchsorted(offsets, j, side="right") - 1)
             raise ValueError(
                 f"sample {s}: bins out of order at event {j - offsets[s]} "
                 f"(bin {bins[j]} after {bins[j - 1]}); events must be sorted by time bin"
             )
+    return offsets, bins, channels

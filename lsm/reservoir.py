@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse
 from tqdm.auto import tqdm
 
+from lsm._validate import array_bytes, check_memory
 from lsm.config import LSMConfig
 from lsm.events import EventBatch
 from lsm.kernels import RESET_CODES, lif_events
@@ -194,6 +195,7 @@ class LSM:
              backend: str, device: Any) -> tuple[np.ndarray, np.ndarray | None]:
         c = self.config
         n = len(batch)
+        _check_output_sizes(c, n, record, min(n, batch_size) if backend == "torch" else 0)
         counts = np.zeros((n, c.n_neurons), dtype=np.int32)
         spikes = (np.zeros((n, c.n_bins, c.n_neurons), dtype=np.uint8) if record
                   else np.zeros((0, 0, 0), dtype=np.uint8))
@@ -242,6 +244,19 @@ class LSM:
         counts[lo:hi] = cnt.cpu().numpy()
         if spk is not None:
             spikes[lo:hi] = spk.cpu().numpy()
+
+
+def _check_output_sizes(c: LSMConfig, n: int, record: bool, raster_samples: int) -> None:
+    """Refuse, before allocating, outputs (and torch input rasters) over the memory budget."""
+    check_memory(f"spike counts of {n} samples x {c.n_neurons} neurons",
+                 array_bytes((n, c.n_neurons), np.int32))
+    if record:
+        check_memory(f"binned spikes of {n} samples x {c.n_bins} bins x {c.n_neurons} neurons",
+                     array_bytes((n, c.n_bins, c.n_neurons), np.uint8))
+    if raster_samples:
+        check_memory(f"the dense raster of a batch of {raster_samples} samples x {c.n_bins} "
+                     f"bins x {c.n_inputs} inputs (torch backend; lower batch_size)",
+                     array_bytes((raster_samples, c.n_bins, c.n_inputs), np.float32))
 
 
 def _is_tensor(x: Any) -> bool:

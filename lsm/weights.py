@@ -407,23 +407,41 @@ class MeasuredWeights:
     g_unit_us: float = 1.0
 
     def load(self) -> tuple[np.ndarray, dict]:
-        from pathlib import Path
+        """The map (float64 uS) and its settings; the array's declared size and dtype are
+        checked before it is read.
 
-        p = Path(self.path)
-        if not p.exists():
-            raise FileNotFoundError(f"measured map not found: {p}")
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError
+            No such file, or a folder.
+        ValueError
+            Not an .npz / HDF5 file, no numeric ``g_us`` array, or over the memory budget;
+            naming the file.
+        """
+        from lsm._io import check_input_file, load_npz
+        from lsm._validate import check_memory
+
+        p = check_input_file(self.path, "measured map")
         if p.suffix in (".h5", ".hdf5"):
             import h5py
 
-            with h5py.File(p, "r") as f:
-                if "g_us" not in f:
+            try:
+                f = h5py.File(p, "r")
+            except OSError as exc:
+                raise ValueError(f"{p}: not a readable HDF5 file ({exc})") from None
+            with f:
+                g = f.get("g_us")
+                if not isinstance(g, h5py.Dataset):
                     raise ValueError(f"{p}: no 'g_us' dataset")
-                return np.asarray(f["g_us"][()], dtype=np.float64), dict(f.attrs)
-        with np.load(p, allow_pickle=False) as f:
-            if "g_us" not in f.files:
-                raise ValueError(f"{p}: no 'g_us' array (found {f.files})")
-            settings = {"settings": str(f["settings"])} if "settings" in f.files else {}
-            return np.asarray(f["g_us"], dtype=np.float64), settings
+                _check_map_dtype(p, g.dtype)
+                check_memory(f"{p}: g_us of shape {g.shape}", g.size * 8)
+                return np.asarray(g[()], dtype=np.float64), dict(f.attrs)
+        arrays = load_npz(p, what="measured map")
+        if "g_us" not in arrays:
+            raise ValueError(f"{p}: no 'g_us' array (found {sorted(arrays)})")
+        _check_map_dtype(p, arrays["g_us"].dtype)
+        settings = {"settings": str(arrays["settings"])} if "settings" in arrays else {}
+        return np.asarray(arrays["g_us"], dtype=np.float64), settings
 
     def build(self, config: LSMConfig) -> WeightSet:
         from lsm.crossbar import DifferentialMapping
@@ -443,3 +461,8 @@ class MeasuredWeights:
                                        "offset": list(self.offset), "g_unit_us": self.g_unit_us,
                                        "sha256": ws.fingerprint(), "map_settings": {
                                            k: str(v) for k, v in settings.items()}})
+
+
+def _check_map_dtype(path, dtype: np.dtype) -> None:
+    if dtype.kind not in "iuf":
+        raise ValueError(f"{path}: g_us must hold real numbers (uS), got dtype {dtype}")

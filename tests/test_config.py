@@ -32,7 +32,7 @@ def test_ntidigits_preset():
     ("decay", 1.5, ValueError, r"decay must be in \[0.0, 1.0\]"),
     ("decay", -0.1, ValueError, "decay must be in"),
     ("decay", math.nan, ValueError, "decay must be a finite number"),
-    ("v_th", 0.0, ValueError, r"v_th must be in \(0.0, inf\]"),
+    ("v_th", 0.0, ValueError, r"v_th must be in \(0.0, 1000000000000.0\]"),
     ("v_th", math.inf, ValueError, "v_th must be a finite number"),
     ("w_in_const", -0.07, ValueError, "w_in_const must be in"),
     ("p_in", 0.0, ValueError, r"p_in must be in \(0.0, 1.0\]"),

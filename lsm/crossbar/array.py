@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from lsm._validate import array_bytes, check_memory
 from lsm.crossbar.device import FORM, RESET, SET, DeviceParams, Pulse
 from lsm.crossbar.peripherals import InputDAC, IRDrop, Readout
 
@@ -149,6 +150,9 @@ class CrossbarArray:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"CrossbarArray.{name} must be a positive integer, got {v!r}")
         self.shape = (int(rows), int(cols))
+        # each cell's state is a float64 in several arrays (conductance, time, drift exponent)
+        check_memory(f"a CrossbarArray of {rows} x {cols} cells (float64 state per cell)",
+                     array_bytes(self.shape, np.float64))
         self.device = device if device is not None else DeviceParams()
         self.seed = int(seed)
         fault_ss, drift_ss, prog_ss, read_ss = np.random.SeedSequence(self.seed).spawn(4)
