@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from lsm._io import atomic_write_text
+from lsm._io import atomic_write_text, check_output_dir
 
-__all__ = ["new_run_dir", "write_json", "mean_std"]
+__all__ = ["new_run_dir", "run_directory", "write_json", "mean_std"]
 
 
 def new_run_dir(base: str | os.PathLike, name: str) -> Path:
-    """A fresh folder ``base/<name>-<YYYYmmdd-HHMMSS>[-k]``."""
-    base = Path(base)
+    """A fresh folder ``base/<name>-<YYYYmmdd-HHMMSS>[-k]``.
+
+    Raises
+    ------
+    NotADirectoryError, PermissionError
+        ``base`` is a file (or under one), or not writable.
+    """
+    base = check_output_dir(base, "run folder")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for k in range(1000):
         d = base / (f"{name}-{stamp}" + (f"-{k}" if k else ""))
@@ -26,6 +35,18 @@ def new_run_dir(base: str | os.PathLike, name: str) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"cannot create a run directory under {base}")
+
+
+@contextlib.contextmanager
+def run_directory(base: str | os.PathLike, name: str) -> Iterator[Path]:
+    """:func:`new_run_dir`, removed again with what was written into it if the block fails:
+    a failed or interrupted run leaves no half-written run directory."""
+    run = new_run_dir(base, name)
+    try:
+        yield run
+    except BaseException:
+        shutil.rmtree(run, ignore_errors=True)
+        raise
 
 
 def _default(o):

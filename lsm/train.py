@@ -28,6 +28,8 @@ def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_d
 
     import tomli_w
 
+    from lsm._io import check_output_dir
+    from lsm._validate import check_int
     from lsm.data import (
         encode_dataset,
         nmnist,
@@ -35,13 +37,17 @@ def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_d
         ntidigits,
         ntidigits_preprocessing,
     )
+    from lsm.data.cache import as_cache
     from lsm.data.formats import data_kind
     from lsm.readout import ReadoutConfig, train_and_test
     from lsm.reservoir import LSM
-    from lsm.runs import mean_std, new_run_dir, write_json
+    from lsm.runs import mean_std, run_directory, write_json
 
+    check_int("run_train", "seeds", seeds, 1)
     cfg = ReadoutConfig(kind=readout)
-    run = new_run_dir(out_dir, f"train-{dataset}")
+    # paths checked before the work; the run directory is made when there is a result to write
+    check_output_dir(out_dir, "run folder")
+    cache = as_cache(cache)
     per_seed, first = [], None
     for seed in range(seeds):
         groups = None
@@ -60,16 +66,17 @@ def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_d
         per_seed.append({k: v for k, v in res.items() if k != "readout"} | {"seed": seed})
         first = first or res
     acc = mean_std([p["test_accuracy"] for p in per_seed])
-    result = {"dataset": dataset, "data": data_kind(root), "root": str(root),
-              "readout": dataclasses.asdict(cfg), "weights": weights, "seeds": seeds,
-              "test_accuracy": acc, "chance": per_seed[0]["chance"],
-              "paper_accuracy": PAPER_SUPERVISED[dataset] / 100, "per_seed": per_seed,
-              "run_dir": str(run)}
-    write_json(run / "metrics.json", result)
-    (run / "config.toml").write_text(tomli_w.dumps(
-        {"lsm": lsm_cfg.replace(seed=0).to_dict(), "readout": dataclasses.asdict(cfg),
-         "data": {"dataset": dataset, "root": str(root), "weights": weights}}))
-    _train_plots(run, first)
+    with run_directory(out_dir, f"train-{dataset}") as run:
+        result = {"dataset": dataset, "data": data_kind(root), "root": str(root),
+                  "readout": dataclasses.asdict(cfg), "weights": weights, "seeds": seeds,
+                  "test_accuracy": acc, "chance": per_seed[0]["chance"],
+                  "paper_accuracy": PAPER_SUPERVISED[dataset] / 100, "per_seed": per_seed,
+                  "run_dir": str(run)}
+        write_json(run / "metrics.json", result)
+        (run / "config.toml").write_text(tomli_w.dumps(
+            {"lsm": lsm_cfg.replace(seed=0).to_dict(), "readout": dataclasses.asdict(cfg),
+             "data": {"dataset": dataset, "root": str(root), "weights": weights}}))
+        _train_plots(run, first)
     return result
 
 

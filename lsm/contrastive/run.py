@@ -11,7 +11,7 @@ import tomli_w
 from lsm.config import LSMConfig
 from lsm.contrastive.metrics import versus_chance
 from lsm.contrastive.zeroshot import ModalityData, ZeroShotConfig, zeroshot_protocol
-from lsm.runs import new_run_dir, write_json
+from lsm.runs import run_directory, write_json
 
 __all__ = ["encode_modalities", "run_zeroshot", "format_zeroshot"]
 
@@ -55,8 +55,15 @@ def run_zeroshot(nmnist_root, ntidigits_path, seeds: int = 3, cfg: ZeroShotConfi
                  plots: bool = True) -> dict:
     """Repeat encode -> fit (train/validation) -> evaluate (test, once) for ``seeds`` seeds,
     each with a fresh reservoir weight draw; write metrics.json, config.toml and plots."""
+    from lsm._io import check_output_dir
+    from lsm._validate import check_int
+    from lsm.data.cache import as_cache
+
+    check_int("run_zeroshot", "seeds", seeds, 1)
     cfg = cfg or ZeroShotConfig()
-    run = new_run_dir(out_dir, "zeroshot")
+    # paths checked before the work; the run directory is made when there is a result to write
+    check_output_dir(out_dir, "run folder")
+    cache = as_cache(cache)
     per_seed, first = [], None
     for seed in range(seeds):
         data, cfgs, provs = encode_modalities(nmnist_root, ntidigits_path, seed,
@@ -75,17 +82,18 @@ def run_zeroshot(nmnist_root, ntidigits_path, seeds: int = 3, cfg: ZeroShotConfi
             continue
         chance = per_seed[0]["metrics"][block][direction][CHANCE[metric]]
         summary[f"{block}/{direction}/{metric}"] = versus_chance(vals, chance)
-    result = {"run_dir": str(run), "seeds": seeds, "summary": summary, "per_seed": per_seed,
-              "protocol": dataclasses.asdict(cfg),
-              "data": {"nmnist": str(nmnist_root), "ntidigits": str(ntidigits_path)}}
-    write_json(run / "metrics.json", result)
-    config = {"zeroshot": {k: list(v) if isinstance(v, tuple) else v
-                           for k, v in dataclasses.asdict(cfg).items()},
-              "lsm_vision": cfgs[0].to_dict(), "lsm_audio": cfgs[1].to_dict(),
-              "data": result["data"]}
-    (run / "config.toml").write_text(tomli_w.dumps(config))
-    if plots:
-        _plots(run, *first)
+    with run_directory(out_dir, "zeroshot") as run:
+        result = {"run_dir": str(run), "seeds": seeds, "summary": summary,
+                  "per_seed": per_seed, "protocol": dataclasses.asdict(cfg),
+                  "data": {"nmnist": str(nmnist_root), "ntidigits": str(ntidigits_path)}}
+        write_json(run / "metrics.json", result)
+        config = {"zeroshot": {k: list(v) if isinstance(v, tuple) else v
+                               for k, v in dataclasses.asdict(cfg).items()},
+                  "lsm_vision": cfgs[0].to_dict(), "lsm_audio": cfgs[1].to_dict(),
+                  "data": result["data"]}
+        (run / "config.toml").write_text(tomli_w.dumps(config))
+        if plots:
+            _plots(run, *first)
     return result
 
 

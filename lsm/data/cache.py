@@ -7,8 +7,8 @@ weights' own fingerprint, the feature kind and the bad-sample policy. Change any
 key changes (tonic's disk cache cannot see a changed transform; this one does).
 
 An entry is one ``.npz`` written atomically, holding its own key and a SHA-256 of its arrays; an
-entry that cannot be read, whose key differs, or whose checksum fails is treated as a miss,
-recomputed and overwritten, never loaded.
+entry that cannot be read, whose key differs, whose checksum fails or that lacks an array is
+treated as a miss, recomputed and overwritten, never loaded.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lsm._io import atomic_savez
+from lsm._io import atomic_savez, check_output_dir, load_npz, remove_stale_temporaries
 
-__all__ = ["cache_key", "FeatureCache"]
+__all__ = ["cache_key", "FeatureCache", "as_cache"]
 
 
 def _canonical(obj):
@@ -60,35 +60,66 @@ def _arrays_digest(arrays: dict) -> str:
 
 
 class FeatureCache:
-    """A folder of cached encodings, one ``<key>.npz`` per entry."""
+    """A folder of cached encodings, one ``<key>.npz`` per entry.
 
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
+    Temporaries that a killed writer left in the folder (``.<key>.npz.<random>.tmp``) are
+    removed once they are older than ``stale_tmp_s``, when an entry is written or found corrupt.
+
+    Raises
+    ------
+    NotADirectoryError, PermissionError
+        ``folder`` is a file (or under one), or not writable: found when the cache is opened,
+        before any work is done.
+    """
+
+    def __init__(self, folder: str | os.PathLike, stale_tmp_s: float = 3600.0) -> None:
+        self.folder = check_output_dir(folder, "feature cache folder")
+        self.stale_tmp_s = stale_tmp_s
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.npz"
 
-    def load(self, key: str) -> dict | None:
-        """The entry's arrays, or None on a miss (absent, unreadable, wrong key or checksum)."""
+    def load(self, key: str, required: tuple = ()) -> dict | None:
+        """The entry's arrays, or None on a miss: absent, unreadable, wrong key or checksum, or
+        lacking one of the ``required`` arrays (a corrupt entry is recomputed and overwritten).
+
+        Raises
+        ------
+        IsADirectoryError
+            The entry's path is a folder: it could never be written, so this is said before the
+            work rather than after it.
+        """
         p = self.path(key)
+        if p.is_dir():
+            raise IsADirectoryError(f"feature cache entry {p} is a directory; remove it")
         if not p.exists():
             return None
         try:
-            with np.load(p, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except Exception as exc:  # noqa: BLE001 - any unreadable entry is a miss
-            warnings.warn(f"feature cache entry {p} is unreadable ({exc}); recomputing",
-                          stacklevel=2)
-            return None
+            arrays = load_npz(p, what="feature cache entry")
+        except (OSError, ValueError) as exc:  # any unreadable entry is a miss
+            return self._corrupt(p, f"unreadable ({exc})")
         stored_key = str(arrays.pop("__key__", ""))
         stored_digest = str(arrays.pop("__sha256__", ""))
         if stored_key != key or stored_digest != _arrays_digest(arrays):
-            warnings.warn(f"feature cache entry {p} is corrupt (key or checksum mismatch); "
-                          "recomputing", stacklevel=2)
-            return None
+            return self._corrupt(p, "key or checksum mismatch")
+        missing = sorted(set(required) - set(arrays))
+        if missing:
+            return self._corrupt(p, f"no array {missing}")
         return arrays
 
+    def _corrupt(self, p: Path, why: str) -> None:
+        warnings.warn(f"feature cache entry {p} is corrupt ({why}); recomputing", stacklevel=3)
+        remove_stale_temporaries(self.folder, self.stale_tmp_s)
+
     def store(self, key: str, **arrays: np.ndarray) -> Path:
+        remove_stale_temporaries(self.folder, self.stale_tmp_s)
         digest = _arrays_digest(arrays)
         return atomic_savez(self.path(key), __key__=np.array(key), __sha256__=np.array(digest),
                             **arrays)
+
+
+def as_cache(cache: FeatureCache | str | os.PathLike | None) -> FeatureCache | None:
+    """A :class:`FeatureCache` from a folder name (checked now, before any work), or as given."""
+    if cache is None or isinstance(cache, FeatureCache):
+        return cache
+    return FeatureCache(cache)

@@ -34,6 +34,14 @@ class DownloadError(RuntimeError):
     """A dataset could not be fetched or failed its checksum."""
 
 
+def _bad_sample(on_bad_sample: str, skipped: list, item: str, msg: str) -> None:
+    """Raise :class:`BadSampleError` with ``msg`` under ``"error"``; under ``"skip"``, list
+    ``(item, msg)`` in ``skipped``."""
+    if on_bad_sample == "error":
+        raise BadSampleError(msg)
+    skipped.append((item, msg))
+
+
 def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
@@ -87,7 +95,9 @@ def nmnist(root: str | os.PathLike, split: str = "train", on_bad_sample: str = "
         Folder holding ``Train`` and/or ``Test`` (the extracted archives, or an offline twin).
     split : {"train", "test"}
     on_bad_sample : {"error", "skip"}
-        What to do with a folder whose name is not a digit (an unknown label).
+        What to do with a folder whose name is not a digit (an unknown label), or a ``.bin``
+        that is not a readable file (a dangling symbolic link): raise
+        :class:`BadSampleError`, or leave it out and list it in ``skipped``.
     digits : iterable of int, optional
         Keep only these classes.
     """
@@ -106,16 +116,20 @@ def nmnist(root: str | os.PathLike, split: str = "train", on_bad_sample: str = "
     for sub in sorted(p for p in base.iterdir() if p.is_dir()):
         if not (sub.name.isdigit() and 0 <= int(sub.name) <= 9):
             msg = f"{sub}: unknown label {sub.name!r} (class folders must be named 0-9)"
-            if on_bad_sample == "error":
-                raise BadSampleError(msg)
-            skipped.append((str(sub), msg))
+            _bad_sample(on_bad_sample, skipped, str(sub), msg)
             continue
         label = int(sub.name)
         if keep is not None and label not in keep:
             continue
-        files = sorted(sub.glob("*.bin"))
-        paths.extend(files)
-        labels.extend([label] * len(files))
+        for f in sorted(sub.glob("*.bin")):
+            if not f.is_file():  # a dangling symbolic link, a folder named *.bin
+                what = "a dangling symbolic link" if f.is_symlink() and not f.exists() \
+                    else "not a regular file"
+                msg = f"{f}: {what}"
+                _bad_sample(on_bad_sample, skipped, str(f.relative_to(root)), msg)
+                continue
+            paths.append(f)
+            labels.append(label)
     if not paths:
         raise FileNotFoundError(f"{base}: no .bin files in any <digit> folder")
     return NMNISTFolder(root, split, paths, np.asarray(labels, dtype=np.int64), skipped)
@@ -175,10 +189,14 @@ def ntidigits(path: str | os.PathLike, split: str = "train", single_digits: bool
     ------
     FileNotFoundError
         No file.
+    IsADirectoryError
+        A folder.
     ValueError
-        The file lacks the ``<split>_labels`` / ``_addresses`` / ``_timestamps`` groups.
+        Not HDF5, or the file lacks the ``<split>_labels`` dataset or the ``_addresses`` /
+        ``_timestamps`` groups (or holds them in another form).
     BadSampleError
-        An unknown label (unless ``on_bad_sample="skip"``, which counts and reports it).
+        An unknown label, a sample id that is not UTF-8 or is listed twice (unless
+        ``on_bad_sample="skip"``, which leaves it out, counts and names it).
     """
     import h5py
 
@@ -186,6 +204,8 @@ def ntidigits(path: str | os.PathLike, split: str = "train", single_digits: bool
     _check_choice("labels", labels, ("digit", "class"))
     _check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; N-TIDIGITS is one .hdf5 file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such N-TIDIGITS file (download with `--download`, "
                                 "or make an offline twin with `lsm data make-twin ntidigits`)")
@@ -194,23 +214,27 @@ def ntidigits(path: str | os.PathLike, split: str = "train", single_digits: bool
     except OSError as exc:
         raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
     with f:
-        missing = [g for g in (f"{split}_labels", f"{split}_addresses", f"{split}_timestamps")
-                   if g not in f]
-        if missing:
-            raise ValueError(f"{path}: missing {missing}; an N-TIDIGITS file has "
-                             f"<split>_labels, <split>_addresses and <split>_timestamps")
-        raw = [x.decode() if isinstance(x, bytes) else str(x) for x in f[f"{split}_labels"][()]]
+        raw = _ntidigits_ids(f, split, path)
     ids, labs, speakers, skipped = [], [], [], []
+    seen = set()
     for sid in raw:
+        if isinstance(sid, bytes):  # not UTF-8: say so, with the bytes as stored
+            msg = f"{path}: sample id {sid!r} in {split}_labels is not UTF-8 text"
+            _bad_sample(on_bad_sample, skipped, repr(sid), msg)
+            continue
+        if sid in seen:
+            msg = (f"{path}: sample {sid!r} is listed twice in {split}_labels (kept the first; "
+                   "a sample is encoded once)")
+            _bad_sample(on_bad_sample, skipped, sid, msg)
+            continue
+        seen.add(sid)
         digits = sid.split("-")[-1]
         if single_digits and len(digits) != 1:
             continue
         unknown = [ch for ch in digits if ch not in TIDIGITS_CLASS_MAP]
         if not digits or unknown:
             msg = f"{path}: sample {sid!r}: unknown label {digits!r}"
-            if on_bad_sample == "error":
-                raise BadSampleError(msg)
-            skipped.append((sid, msg))
+            _bad_sample(on_bad_sample, skipped, sid, msg)
             continue
         if len(digits) == 1:
             c = TIDIGITS_CLASS_MAP[digits]
@@ -221,6 +245,47 @@ def ntidigits(path: str | os.PathLike, split: str = "train", single_digits: bool
         labs.append(lab)
         speakers.append(sid.rsplit("-", 2)[0] if sid.count("-") >= 2 else sid.split("-")[0])
     return NTIDIGITSFile(path, split, ids, np.asarray(labs, dtype=np.int64), speakers, skipped)
+
+
+def _ntidigits_ids(f, split: str, path: Path) -> list:
+    """The sample ids of ``split``: str, or the raw bytes of an id that is not UTF-8.
+
+    Raises
+    ------
+    ValueError
+        The file lacks the split's datasets and groups, or holds them in the wrong form
+        (labels a group, or not 1-D strings; addresses or timestamps a dataset).
+    """
+    import h5py
+
+    names = (f"{split}_labels", f"{split}_addresses", f"{split}_timestamps")
+    missing = [g for g in names if g not in f]
+    if missing:
+        raise ValueError(f"{path}: missing {missing}; an N-TIDIGITS file has "
+                         f"<split>_labels, <split>_addresses and <split>_timestamps")
+    labels = f[names[0]]
+    if not isinstance(labels, h5py.Dataset):
+        raise ValueError(f"{path}: {names[0]} is a {type(labels).__name__}; it must be a "
+                         "dataset of sample ids (strings)")
+    if labels.ndim != 1 or labels.dtype.kind not in "SUO":
+        raise ValueError(f"{path}: {names[0]} must be a 1-D dataset of sample ids (strings), "
+                         f"got shape {labels.shape} dtype {labels.dtype}")
+    for g in names[1:]:
+        if not isinstance(f[g], h5py.Group):
+            raise ValueError(f"{path}: {g} is a {type(f[g]).__name__}; it must be a group with "
+                             "one dataset per sample id")
+    ids = []
+    for x in labels[()]:
+        if isinstance(x, bytes):
+            try:
+                x = x.decode("utf-8")
+            except UnicodeDecodeError:
+                x = bytes(x)  # kept as bytes: ntidigits() names it as a bad sample
+        elif not isinstance(x, str):
+            raise ValueError(f"{path}: {names[0]} holds {type(x).__name__} {x!r}, not a "
+                             "string sample id")
+        ids.append(x)
+    return ids
 
 
 # ---------------------------------------------------------------------- downloads

@@ -40,19 +40,28 @@ def read_nmnist_bin(path: str | os.PathLike) -> np.ndarray:
     Raises
     ------
     BadSampleError
-        Empty or truncated file (length not a multiple of 5 bytes), coordinates outside the
-        34 x 34 sensor, or timestamps that go backwards.
+        Missing or unreadable (a dangling symbolic link, a folder), empty or truncated file
+        (length not a multiple of 5 bytes), coordinates outside the 34 x 34 sensor, or
+        timestamps that go backwards.
     """
     from tonic.io import read_mnist_file
 
     path = Path(path)
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise BadSampleError(f"{path}: not a regular file")
+    except OSError as exc:  # a dangling symbolic link, a file removed or unreadable
+        raise BadSampleError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if size == 0:
         raise BadSampleError(f"{path}: empty file (no events)")
     if size % 5:
         raise BadSampleError(f"{path}: truncated: {size} bytes is not a multiple of the 5-byte "
                              "(40-bit) event")
-    ev = read_mnist_file(str(path), dtype=NMNIST_DTYPE)
+    try:
+        ev = read_mnist_file(str(path), dtype=NMNIST_DTYPE)
+    except OSError as exc:
+        raise BadSampleError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if len(ev) == 0:
         raise BadSampleError(f"{path}: no events (only overflow markers)")
     w, h, _ = NMNIST_SENSOR
@@ -93,40 +102,77 @@ def write_nmnist_bin(path: str | os.PathLike, events: np.ndarray) -> None:
         raw.tofile(tmp)
 
 
+#: Largest |timestamp| of an N-TIDIGITS event, s: microseconds below 2**53 are exact in float64
+#: and far inside int64 (a timestamp of 1e16 s would overflow it and collapse the sample).
+NTIDIGITS_MAX_TIME_S = 2.0**53 / 1e6
+
+
+def _sample_dataset(h5, group: str, sample_id: str, what: str, where: str) -> np.ndarray:
+    """The 1-D numeric array ``h5[group][sample_id]``, or BadSampleError naming ``where``."""
+    import h5py
+
+    try:
+        node = h5[group][sample_id]
+    except KeyError:
+        raise BadSampleError(f"{where}: no {what} dataset {group}/{sample_id}") from None
+    if not isinstance(node, h5py.Dataset):
+        raise BadSampleError(f"{where}: {group}/{sample_id} is a {type(node).__name__}, not a "
+                             f"dataset of {what}")
+    if node.dtype.kind not in "biuf":
+        raise BadSampleError(f"{where}: {what} must be real numbers, got dtype {node.dtype}")
+    try:
+        return np.asarray(node[()])
+    except (OSError, ValueError, TypeError) as exc:  # a damaged chunk, a filter missing
+        raise BadSampleError(f"{where}: {what} unreadable ({exc})") from None
+
+
 def read_ntidigits_sample(h5, split: str, sample_id: str, source: str) -> np.ndarray:
     """Events (t in us, x = channel, p = 1) of one sample of an open N-TIDIGITS file.
+
+    Addresses must be whole numbers in [0, 64) (integers, or floats holding whole numbers),
+    timestamps real seconds within +-:data:`NTIDIGITS_MAX_TIME_S`, non-decreasing.
 
     Raises
     ------
     BadSampleError
-        Missing datasets, mismatched lengths, channels outside [0, 64), timestamps going
-        backwards, or no events.
+        Naming ``source`` and the sample: missing datasets (or groups in their place),
+        strings, complex numbers, mismatched lengths, NaN or fractional addresses, channels
+        outside [0, 64), non-finite, overflowing or backward timestamps, or no events.
     """
-    try:
-        x = np.asarray(h5[f"{split}_addresses"][sample_id])
-        t = np.asarray(h5[f"{split}_timestamps"][sample_id])
-    except KeyError:
-        raise BadSampleError(f"{source}: sample {sample_id!r}: no addresses/timestamps "
-                             f"dataset in {split}_addresses / {split}_timestamps") from None
+    where = f"{source}: sample {sample_id!r}"
+    x = _sample_dataset(h5, f"{split}_addresses", sample_id, "addresses", where)
+    t = _sample_dataset(h5, f"{split}_timestamps", sample_id, "timestamps", where)
     if x.shape != t.shape or x.ndim != 1:
-        raise BadSampleError(f"{source}: sample {sample_id!r}: addresses {x.shape} and "
-                             f"timestamps {t.shape} differ")
+        raise BadSampleError(f"{where}: addresses {x.shape} and timestamps {t.shape} differ "
+                             "(both must be 1-D, one entry per event)")
     if len(x) == 0:
-        raise BadSampleError(f"{source}: sample {sample_id!r}: no events")
+        raise BadSampleError(f"{where}: no events")
+    if x.dtype.kind == "b":
+        raise BadSampleError(f"{where}: addresses must be integers, got dtype bool")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x) | (x != np.round(x))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise BadSampleError(f"{where}: event {j}: address {x[j].item()!r} is not an "
+                                 "integer channel")
     bad = (x < 0) | (x >= NTIDIGITS_CHANNELS)
     if bad.any():
         j = int(np.flatnonzero(bad)[0])
-        raise BadSampleError(f"{source}: sample {sample_id!r}: event {j}: channel {int(x[j])} "
-                             f"is outside [0, {NTIDIGITS_CHANNELS})")
-    if not np.isfinite(t).all():
-        raise BadSampleError(f"{source}: sample {sample_id!r}: non-finite timestamp")
+        raise BadSampleError(f"{where}: event {j}: channel {x[j].item()} is outside "
+                             f"[0, {NTIDIGITS_CHANNELS})")
+    t = t.astype(np.float64)
+    bad = ~np.isfinite(t) | (np.abs(t) > NTIDIGITS_MAX_TIME_S)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise BadSampleError(f"{where}: event {j}: timestamp {t[j].item():g} s is not finite "
+                             f"or beyond +-{NTIDIGITS_MAX_TIME_S:.3g} s")
     back = np.diff(t) < 0
     if back.any():
         j = int(np.flatnonzero(back)[0]) + 1
-        raise BadSampleError(f"{source}: sample {sample_id!r}: event {j}: timestamp "
-                             f"{float(t[j]):.6f} s goes backwards")
+        raise BadSampleError(f"{where}: event {j}: timestamp {float(t[j]):.6f} s goes "
+                             "backwards")
     ev = np.empty(len(x), dtype=NTIDIGITS_DTYPE)
-    ev["t"] = np.round(t.astype(np.float64) * 1e6).astype(np.int64)
+    ev["t"] = np.round(t * 1e6).astype(np.int64)
     ev["x"] = x
     ev["p"] = 1
     return ev

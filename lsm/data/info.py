@@ -16,6 +16,8 @@ __all__ = ["open_dataset", "dataset_info", "plot_samples"]
 def open_dataset(path: str | os.PathLike, split: str = "train", on_bad_sample: str = "error"):
     """A folder is read as N-MNIST, a file as N-TIDIGITS."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such N-MNIST folder or N-TIDIGITS file")
     if path.is_dir():
         return nmnist(path, split, on_bad_sample=on_bad_sample)
     return ntidigits(path, split, on_bad_sample=on_bad_sample)

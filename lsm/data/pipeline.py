@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from lsm.data.cache import FeatureCache, cache_key
+from lsm.data.cache import FeatureCache, as_cache, cache_key
 from lsm.data.datasets import ON_BAD_SAMPLE
 from lsm.data.formats import BadSampleError
 from lsm.data.transforms import Preprocessing
@@ -64,12 +64,17 @@ def load_streams(dataset, preprocessing: Preprocessing, on_bad_sample: str = "er
     all_ids = dataset.sample_ids
     for i, ev in tqdm(_iter_raw(dataset), total=len(dataset), desc="read + preprocess",
                       unit="sample", disable=not progress, leave=False):
+        if not isinstance(ev, BadSampleError):
+            try:
+                stream = preprocessing(ev)
+            except ValueError as exc:  # e.g. a span too long for the bins' integer arithmetic
+                ev = BadSampleError(f"sample {all_ids[i]}: preprocessing failed: {exc}")
         if isinstance(ev, BadSampleError):
             if on_bad_sample == "error":
                 raise ev
             skipped.append((all_ids[i], str(ev)))
             continue
-        streams.append(preprocessing(ev))
+        streams.append(stream)
         labels.append(int(dataset.labels[i]))
         ids.append(all_ids[i])
     batch = EventBatch.from_streams(streams, preprocessing.n_bins, preprocessing.n_channels)
@@ -95,10 +100,9 @@ def encode_dataset(dataset, preprocessing: Preprocessing, lsm, features: str = "
                     lsm=c.to_dict(), weights=lsm.provenance,
                     weights_sha256=lsm.weight_set.fingerprint(), features=features,
                     on_bad_sample=on_bad_sample, version=1)
-    if cache is not None and not isinstance(cache, FeatureCache):
-        cache = FeatureCache(cache)
+    cache = as_cache(cache)
     if cache is not None:
-        hit = cache.load(key)
+        hit = cache.load(key, required=("features", "labels", "sample_ids", "skipped"))
         if hit is not None:
             skipped = [tuple(s) for s in hit["skipped"].tolist()] if hit["skipped"].size else []
             return EncodedSet(hit["features"], hit["labels"], hit["sample_ids"].tolist(),

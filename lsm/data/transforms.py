@@ -76,6 +76,9 @@ class ToEventStream:
         tick = np.asarray(events["t"], dtype=np.int64) // self.resolution_us
         tick -= tick.min()
         n_ticks = int(tick.max()) + 1
+        if n_ticks > np.iinfo(np.int64).max // self.n_bins:
+            raise ValueError(f"events span {n_ticks} ticks of {self.resolution_us} us: too "
+                             f"long to divide into {self.n_bins} bins in int64")
         bins = (tick * self.n_bins) // n_ticks
         x = np.asarray(events["x"], dtype=np.int64)
         y = np.asarray(events["y"], dtype=np.int64) if "y" in events.dtype.names else 0

@@ -213,6 +213,9 @@ def make_nmnist_twin(out: str | os.PathLike, n_train: int | None = 600,
     from sklearn.datasets import load_digits
     from tqdm.auto import tqdm
 
+    from lsm._io import check_output_dir
+
+    check_output_dir(out, "twin folder")
     digits = load_digits()
     order = np.random.default_rng(seed).permutation(len(digits.images))
     total = len(order)

@@ -244,6 +244,11 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     """
     from tqdm.auto import tqdm
 
+    from lsm._io import check_output_file
+    from lsm._validate import check_int
+
+    check_output_file(out, "twin file")
+    check_int("make_ntidigits_twin", "takes", takes, 1)
     workers = workers or os.cpu_count() or 1
     if n_speakers < 2:
         raise ValueError("n_speakers must be >= 2 (train and test need a speaker each)")
