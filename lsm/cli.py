@@ -57,12 +57,7 @@ def _load_config(args: argparse.Namespace):
     from lsm.config import LSMConfig
 
     if args.config:
-        try:
-            cfg = LSMConfig.load(args.config)
-        except FileNotFoundError:
-            raise CLIError(f"config file not found: {args.config}") from None
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
+        cfg = LSMConfig.load(args.config)  # its errors name the file and the key
     else:
         preset = args.preset or getattr(args, "dataset", None) or "nmnist"
         cfg = LSMConfig.ntidigits() if preset == "ntidigits" else LSMConfig.nmnist()
@@ -72,46 +67,47 @@ def _load_config(args: argparse.Namespace):
 
 
 def _read_inputs(path: Path, cfg):
-    """Events or a raster from an .npz: ``raster`` or ``offsets``/``bins``/``channels``."""
+    """Events or a raster from an .npz: ``raster`` or ``offsets``/``bins``/``channels``, and
+    optional ``labels`` (one per sample). Every member's declared shape and dtype is checked
+    before it is read (:func:`lsm._io.load_npz`)."""
+    from lsm._io import load_npz
+    from lsm._validate import check_labels
     from lsm.events import EventBatch
 
-    if not path.exists():
-        raise CLIError(f"input file not found: {path}")
+    data = load_npz(path, what="input file")
+    keys = set(data)
     try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-        raise CLIError(f"{path}: not a readable .npz file ({exc})") from None
-    with data:
-        keys = set(data.files)
-        labels = data["labels"] if "labels" in keys else None
-        try:
-            if "raster" in keys:
-                raster = data["raster"]
-                if raster.ndim != 3 or raster.shape[1:] != (cfg.n_bins, cfg.n_inputs):
-                    raise ValueError(
-                        f"raster has shape {raster.shape}, the config expects (n_samples, "
-                        f"n_bins={cfg.n_bins}, n_inputs={cfg.n_inputs})"
-                    )
-                return EventBatch.from_raster(raster), labels
-            if {"offsets", "bins", "channels"} <= keys:
-                return EventBatch(data["offsets"].astype(np.int64), data["bins"],
-                                  data["channels"], cfg.n_bins, cfg.n_inputs), labels
-        except ValueError as exc:
-            raise CLIError(f"{path}: {exc}") from None
-    raise CLIError(
-        f"{path}: expected an array 'raster' (n_samples, n_bins, n_inputs) or the arrays "
-        f"'offsets', 'bins', 'channels'; found {sorted(keys)}"
-    )
+        if "raster" in keys:
+            raster = data["raster"]
+            if raster.ndim != 3 or raster.shape[1:] != (cfg.n_bins, cfg.n_inputs):
+                raise ValueError(
+                    f"raster has shape {raster.shape}, the config expects (n_samples, "
+                    f"n_bins={cfg.n_bins}, n_inputs={cfg.n_inputs})"
+                )
+            events = EventBatch.from_raster(raster)
+        elif {"offsets", "bins", "channels"} <= keys:
+            events = EventBatch(data["offsets"], data["bins"], data["channels"], cfg.n_bins,
+                                cfg.n_inputs)
+        else:
+            raise CLIError(
+                f"{path}: expected an array 'raster' (n_samples, n_bins, n_inputs) or the "
+                f"arrays 'offsets', 'bins', 'channels'; found {sorted(keys)}"
+            )
+    except ValueError as exc:
+        raise CLIError(f"{path}: {exc}") from None
+    labels = check_labels(data["labels"], len(events), str(path)) if "labels" in keys else None
+    return events, labels
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from lsm._io import atomic_savez
+    from lsm._io import atomic_savez, check_output_file
     from lsm.reservoir import LSM
 
     if args.dataset:
         return _encode_dataset(args)
     if not args.input:
         raise CLIError("give an input .npz, or --dataset nmnist|ntidigits with --root")
+    check_output_file(args.out, "--out")
     cfg = _load_config(args)
     events, labels = _read_inputs(Path(args.input), cfg)
     lsm = LSM(cfg, backend=args.backend)
@@ -127,10 +123,9 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _encode_dataset(args: argparse.Namespace) -> int:
-    from lsm._io import atomic_savez
+    from lsm._io import atomic_savez, check_output_file
     from lsm.data import (
-        BadSampleError,
-        DownloadError,
+        FeatureCache,
         download_nmnist,
         download_ntidigits,
         encode_dataset,
@@ -145,25 +140,25 @@ def _encode_dataset(args: argparse.Namespace) -> int:
         raise CLIError("--dataset needs --root (N-MNIST folder, or N-TIDIGITS .hdf5 file)")
     if args.config is None and args.preset is None:
         args.preset = args.dataset
+    # every path is checked before the work: a bad --out is not found after the encoding
+    check_output_file(args.out, "--out")
+    cache = FeatureCache(args.cache) if args.cache else None
     cfg = _load_config(args)
     root = Path(args.root)
-    try:
-        if args.dataset == "nmnist":
-            if args.download and not (root / ("Train" if args.split == "train" else "Test")
-                                      ).is_dir():
-                download_nmnist(root, splits=(args.split,))
-            ds = nmnist(root, args.split, on_bad_sample=args.on_bad_sample)
-            pre = nmnist_preprocessing(n_bins=cfg.n_bins)
-        else:
-            if args.download and not root.exists():
-                root = download_ntidigits(root.parent if root.suffix else root)
-            ds = ntidigits(root, args.split, on_bad_sample=args.on_bad_sample)
-            pre = ntidigits_preprocessing(n_bins=cfg.n_bins)
-        lsm = LSM(cfg, backend=args.backend)
-        enc = encode_dataset(ds, pre, lsm, features=args.features, cache=args.cache,
-                             on_bad_sample=args.on_bad_sample, progress=not args.no_progress)
-    except (FileNotFoundError, BadSampleError, DownloadError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    if args.dataset == "nmnist":
+        if args.download and not (root / ("Train" if args.split == "train" else "Test")
+                                  ).is_dir():
+            download_nmnist(root, splits=(args.split,))
+        ds = nmnist(root, args.split, on_bad_sample=args.on_bad_sample)
+        pre = nmnist_preprocessing(n_bins=cfg.n_bins)
+    else:
+        if args.download and not root.exists():
+            root = download_ntidigits(root.parent if root.suffix else root)
+        ds = ntidigits(root, args.split, on_bad_sample=args.on_bad_sample)
+        pre = ntidigits_preprocessing(n_bins=cfg.n_bins)
+    lsm = LSM(cfg, backend=args.backend)
+    enc = encode_dataset(ds, pre, lsm, features=args.features, cache=cache,
+                         on_bad_sample=args.on_bad_sample, progress=not args.no_progress)
     atomic_savez(args.out, features=enc.features, labels=enc.labels,
                  sample_ids=np.array(enc.sample_ids, dtype=str),
                  config_toml=np.array(cfg.to_toml()),
@@ -179,31 +174,26 @@ def _encode_dataset(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_make_twin(args: argparse.Namespace) -> int:
-    try:
-        if args.kind == "nmnist":
-            from lsm.data.twin_nmnist import make_nmnist_twin
+    if args.kind == "nmnist":
+        from lsm.data.twin_nmnist import make_nmnist_twin
 
-            summary = make_nmnist_twin(args.out, n_train=args.train, n_test=args.test,
-                                       seed=args.seed, progress=not args.no_progress)
-        else:
-            from lsm.data.twin_ntidigits import make_ntidigits_twin
+        summary = make_nmnist_twin(args.out, n_train=args.train, n_test=args.test,
+                                   seed=args.seed, progress=not args.no_progress)
+    else:
+        from lsm.data.twin_ntidigits import make_ntidigits_twin
 
-            summary = make_ntidigits_twin(args.out, n_speakers=args.speakers, takes=args.takes,
-                                          seed=args.seed, progress=not args.no_progress)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+        summary = make_ntidigits_twin(args.out, n_speakers=args.speakers, takes=args.takes,
+                                      seed=args.seed, progress=not args.no_progress)
     print(json.dumps(summary))
     return 0
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
-    from lsm.data import BadSampleError
+    from lsm._io import check_output_file
     from lsm.data.info import dataset_info, open_dataset, plot_samples
 
-    try:
-        ds = open_dataset(args.path, args.split, on_bad_sample="skip")
-    except (FileNotFoundError, ValueError, BadSampleError) as exc:
-        raise CLIError(str(exc)) from None
+    check_output_file(args.out, "--out")
+    ds = open_dataset(args.path, args.split, on_bad_sample="skip")
     info = dataset_info(ds, progress=not args.no_progress)
     info["png"] = str(plot_samples(ds, args.out))
     _print_result(info, args.json)
@@ -211,13 +201,10 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_download(args: argparse.Namespace) -> int:
-    from lsm.data import DownloadError, download_nmnist, download_ntidigits
+    from lsm.data import download_nmnist, download_ntidigits
 
-    try:
-        where = (download_nmnist(args.root) if args.kind == "nmnist"
-                 else download_ntidigits(args.root))
-    except DownloadError as exc:
-        raise CLIError(str(exc)) from None
+    where = (download_nmnist(args.root) if args.kind == "nmnist"
+             else download_ntidigits(args.root))
     print(f"downloaded to {where}")
     return 0
 
@@ -225,25 +212,31 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from lsm.train import format_train, run_train
 
-    try:
-        r = run_train(args.dataset, args.root, args.readout, args.seeds, args.out, args.cache,
-                      args.weights, progress=not args.no_progress)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    r = run_train(args.dataset, args.root, args.readout, args.seeds, args.out, args.cache,
+                  args.weights, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in r.items() if k != "per_seed"}) if args.json
           else format_train(r))
     return 0
 
 
+def _csv(text: str, kind: type, option: str) -> tuple:
+    """A comma-separated option as a tuple of ``kind``, or CLIError naming the option."""
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise CLIError(f"{option} must be comma-separated {kind.__name__} values, got "
+                       f"{text!r}") from None
+
+
 def _zeroshot_config(args):
     from lsm.contrastive import ZeroShotConfig
 
-    unseen = tuple(int(c) for c in args.unseen.split(","))
+    unseen = _csv(args.unseen, int, "--unseen")
     seen = tuple(c for c in range(1, 10) if c not in unseen) if args.seen is None else \
-        tuple(int(c) for c in args.seen.split(","))
+        _csv(args.seen, int, "--seen")
     return ZeroShotConfig(seen=seen, unseen=unseen, loss=args.loss, epochs=args.epochs,
-                          embed_dims=tuple(int(d) for d in args.embed_dims.split(",")),
-                          temperatures=tuple(float(t) for t in args.temperatures.split(",")),
+                          embed_dims=_csv(args.embed_dims, int, "--embed-dims"),
+                          temperatures=_csv(args.temperatures, float, "--temperatures"),
                           learnable_temperature=args.learnable_temperature,
                           selection=args.selection.replace("-", "_"),
                           n_class_folds=args.class_folds)
@@ -251,28 +244,25 @@ def _zeroshot_config(args):
 
 def _cmd_zeroshot(args: argparse.Namespace) -> int:
     from lsm.contrastive.run import format_zeroshot, run_zeroshot
-    from lsm.data import BadSampleError
     from lsm.train import weights_factory
 
-    try:
-        cfg = _zeroshot_config(args)
-        r = run_zeroshot(args.nmnist, args.ntidigits, args.seeds, cfg, args.out, args.cache,
-                         progress=not args.no_progress,
-                         weights_factory=weights_factory(args.weights))
-    except (FileNotFoundError, ValueError, BadSampleError) as exc:
-        raise CLIError(str(exc)) from None
+    cfg = _zeroshot_config(args)
+    r = run_zeroshot(args.nmnist, args.ntidigits, args.seeds, cfg, args.out, args.cache,
+                     progress=not args.no_progress, weights_factory=weights_factory(args.weights))
     print(json.dumps({k: v for k, v in r.items() if k != "per_seed"}) if args.json
           else format_zeroshot(r))
     return 0
 
 
 def _cmd_bench_train_cost(args: argparse.Namespace) -> int:
+    from lsm._io import check_output_dir
     from lsm.contrastive.train_cost import bench_train_cost, format_train_cost
     from lsm.data.demo import ensure_demo_twins
 
     if (args.nmnist is None) != (args.ntidigits is None):
         raise CLIError("give both --nmnist and --ntidigits, or neither (demo twins)")
     if args.nmnist is None:
+        check_output_dir(args.dir, "--dir")
         nm, td = ensure_demo_twins(Path(args.dir), not args.no_progress)
     else:
         nm, td = args.nmnist, args.ntidigits
@@ -287,12 +277,13 @@ def _cmd_bench_train_cost(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Offline twins (made once), then the zero-shot protocol and the supervised readouts."""
+    from lsm._io import check_output_dir
     from lsm.contrastive import ZeroShotConfig
     from lsm.contrastive.run import format_zeroshot, run_zeroshot
     from lsm.data.demo import ensure_demo_twins
     from lsm.train import format_train, run_train
 
-    base = Path(args.dir)
+    base = check_output_dir(args.dir, "--dir")
     progress = not args.no_progress
     nm, td = ensure_demo_twins(base, progress)
     cache, runs = base / "features", base / "runs"
@@ -411,6 +402,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_crossbar_sample(args: argparse.Namespace) -> int:
+    from lsm._io import check_output_file
     from lsm.crossbar import (
         CrossbarArray,
         DeviceParams,
@@ -422,14 +414,12 @@ def _cmd_crossbar_sample(args: argparse.Namespace) -> int:
     from lsm.crossbar.analysis import conductance_stats
     from lsm.plots import conductance_histogram
 
-    try:
-        dev = DeviceParams(programming=ProgrammingParams(distribution=args.distribution),
-                           faults=FaultParams(p_stuck_hrs=args.p_stuck_hrs,
-                                              p_stuck_lrs=args.p_stuck_lrs))
-        pulse = Pulse.form(args.amplitude_v, args.width_ns, args.compliance_ua)
-        arr = CrossbarArray(args.rows, args.cols, dev, seed=args.seed)
-    except (TypeError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    check_output_file(args.out, "--out")
+    dev = DeviceParams(programming=ProgrammingParams(distribution=args.distribution),
+                       faults=FaultParams(p_stuck_hrs=args.p_stuck_hrs,
+                                          p_stuck_lrs=args.p_stuck_lrs))
+    pulse = Pulse.form(args.amplitude_v, args.width_ns, args.compliance_ua)
+    arr = CrossbarArray(args.rows, args.cols, dev, seed=args.seed)
     region = Region(0, args.rows, 0, args.cols)
     arr.program_random(region, pulse)
     stats = conductance_stats(arr, region)
@@ -449,18 +439,12 @@ def _cmd_crossbar_sample(args: argparse.Namespace) -> int:
 def _cmd_crossbar_verify(args: argparse.Namespace) -> int:
     from lsm.crossbar import CrossbarArray, DeviceParams, FaultParams, Region
 
-    try:
-        dev = DeviceParams(faults=FaultParams(p_stuck_hrs=args.p_stuck_hrs,
-                                              p_stuck_lrs=args.p_stuck_lrs))
-        arr = CrossbarArray(args.rows, args.cols, dev, seed=args.seed)
-    except (TypeError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    dev = DeviceParams(faults=FaultParams(p_stuck_hrs=args.p_stuck_hrs,
+                                          p_stuck_lrs=args.p_stuck_lrs))
+    arr = CrossbarArray(args.rows, args.cols, dev, seed=args.seed)
     region = Region(0, args.rows, 0, args.cols)
     targets = np.random.default_rng(args.seed).uniform(args.low_us, args.high_us, region.shape)
-    try:
-        res = arr.program_verify(targets, region, tol_us=args.tol_us, max_iter=args.max_iter)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    res = arr.program_verify(targets, region, tol_us=args.tol_us, max_iter=args.max_iter)
     out = res.summary()
     out["failed_cells_first"] = res.failed_cells[:10]
     _print_result(out, args.json)
@@ -468,9 +452,11 @@ def _cmd_crossbar_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_crossbar_vmm_error(args: argparse.Namespace) -> int:
+    from lsm._io import check_output_file
     from lsm.crossbar.analysis import vmm_error_sweep
     from lsm.plots import vmm_error_plot
 
+    check_output_file(args.out, "--out")
     result = vmm_error_sweep(n_vectors=args.vectors, seed=args.seed,
                              progress=not args.no_progress)
     result["png"] = str(vmm_error_plot(result, args.out))
@@ -488,6 +474,8 @@ def _cmd_crossbar_vmm_error(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lsm", description="Liquid state machines on RRAM weights.")
+    p.add_argument("--debug", action="store_true",
+                   help="on an error, show the Python traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="benchmarks")
@@ -701,13 +689,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_error_types() -> tuple:
+    """What bad input raises: reported as one line, exit 2. Anything else is a bug: traceback.
+
+    ValueError covers the library's validation errors (BadSampleError, InvalidTypeError,
+    MemoryBudgetError are ValueErrors); the OSErrors are those of a bad path given by the user.
+    """
+    from lsm.data.datasets import DownloadError
+
+    return (CLIError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError,
+            NotADirectoryError, PermissionError, DownloadError)
+
+
+def _message(exc: BaseException) -> str:
+    """One line for the user: an OSError raised by Python itself names its file."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``lsm`` with ``argv``; bad input prints ``lsm: error: ...`` and returns 2 (with
+    ``--debug``, its traceback instead). A genuine bug keeps its traceback."""
     args = build_parser().parse_args(argv)
+    if args.debug:
+        return args.func(args)
     try:
         return args.func(args)
-    except CLIError as exc:
-        print(f"lsm: error: {exc}", file=sys.stderr)
-        return 2
+    except _user_error_types() as exc:
+        print(f"lsm: error: {_message(exc)}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
 
 
 if __name__ == "__main__":  # pragma: no cover
