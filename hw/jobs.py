@@ -168,27 +168,30 @@ def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int) -> PulseOutc
     link failed, with the pulse in flight), or only part of the row was pulsed. Ask the
     instrument what happened; the outcome is relative to the whole row."""
     journal = macro.journal
-    op = journal.last_op(job_id, k)
-    params = json.loads(op["params"] or "{}") if op is not None else {}
-    if op is None or not op["command"].startswith("PULS:") \
-            or tuple(params.get("region", ())) != tuple(box):
-        # no pulse record, or the last one covered part of the row: read the row back
+    op = journal.last_op(job_id, k, command="PULS:%")
+    outcome = None
+    if op is not None:
+        region = tuple(json.loads(op["params"] or "{}").get("region", ()))
+        if op["status"] in APPLIED + NOT_APPLIED:
+            result = json.loads(op["result"] or "{}")
+            outcome = PulseOutcome(op["status"], op["status"] in APPLIED,
+                                   result.get("how", "journal"),
+                                   unformed=tuple(result.get("unformed", ())))
+        else:  # pending or unresolved: settle it first
+            n0 = json.loads(op["params"] or "{}").get("counter_before")
+            later_applied, later_unknown = journal.pulses_after(op["id"], op["instrument"])
+            if later_unknown or op["instrument"] != macro.instrument:
+                n0 = None  # the counter cannot be accounted for: read back
+            outcome = macro.resolve_pulse(pulse.kind, region, n0, pulses_since=later_applied)
+            journal.settle(op["id"], "unresolved" if outcome.applied is None else
+                           ("verified-applied" if outcome.applied else "verified-not-applied"),
+                           outcome.as_dict())
+        if region != tuple(box) and outcome.applied is not None:
+            outcome = None  # the record covered part of the row: read the whole row back
+    if outcome is None:
         applied, unformed = macro._formed_read_back(box)
         outcome = PulseOutcome("verified-applied" if applied else "verified-not-applied",
                                applied, "read-back", unformed=unformed)
-    elif op["status"] in APPLIED + NOT_APPLIED:
-        result = json.loads(op["result"] or "{}")
-        return PulseOutcome(op["status"], op["status"] in APPLIED, result.get("how", "journal"),
-                            unformed=tuple(result.get("unformed", ())))
-    else:
-        n0 = params.get("counter_before")
-        later_applied, later_unknown = journal.pulses_after(op["id"], op["instrument"])
-        if later_unknown or op["instrument"] != macro.instrument:
-            n0 = None  # the counter cannot be accounted for: read back
-        outcome = macro.resolve_pulse(pulse.kind, box, n0, pulses_since=later_applied)
-        journal.settle(op["id"], "unresolved" if outcome.applied is None else
-                       ("verified-applied" if outcome.applied else "verified-not-applied"),
-                       outcome.as_dict())
     journal.record("RESUME-CHECK", {"row": box[0], "op": None if op is None else op["id"],
                                     "how": outcome.how, "applied": outcome.applied,
                                     "unformed": len(outcome.unformed)},

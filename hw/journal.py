@@ -135,10 +135,10 @@ class Journal:
                    (status, None if result is None else json.dumps(result, default=str),
                     time.time(), op_id))
 
-    def last_op(self, job_id: str, chunk: int) -> dict | None:
-        """The latest record of a job's chunk."""
-        cur = self._exec("SELECT * FROM ops WHERE job_id = ? AND chunk = ? ORDER BY id DESC "
-                         "LIMIT 1", (job_id, chunk))
+    def last_op(self, job_id: str, chunk: int, command: str = "%") -> dict | None:
+        """The latest record of a job's chunk (whose command is LIKE ``command``)."""
+        cur = self._exec("SELECT * FROM ops WHERE job_id = ? AND chunk = ? AND command LIKE ? "
+                         "ORDER BY id DESC LIMIT 1", (job_id, chunk, command))
         row = cur.fetchone()
         return None if row is None else dict(zip([d[0] for d in cur.description], row,
                                                  strict=True))
@@ -151,6 +151,19 @@ class Journal:
         applied = sum(r[0] in APPLIED for r in rows)
         unknown = sum(r[0] in ("pending", "unresolved") for r in rows)
         return applied, unknown
+
+    def last_counter(self, instrument: str | None) -> int | None:
+        """The highest pulse-counter reading recorded for ``instrument`` (None if none)."""
+        rows = self._exec("SELECT params, result FROM ops WHERE instrument IS ? AND command "
+                          "LIKE 'PULS:%' ORDER BY id DESC LIMIT 50", (instrument,)).fetchall()
+        seen = []
+        for params, result in rows:
+            p = json.loads(params or "null") or {}
+            r = json.loads(result or "null") or {}
+            seen += [v for v in [p.get("counter_before"), *r.get("counter", [])]
+                     if isinstance(v, int)] if isinstance(p, dict) and isinstance(r, dict) \
+                else []
+        return max(seen, default=None)
 
     def ops(self, job_id: str | None = None, limit: int | None = None) -> list[dict]:
         sql = "SELECT * FROM ops" + (" WHERE job_id = ?" if job_id else "") + " ORDER BY id"

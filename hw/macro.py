@@ -126,6 +126,7 @@ class Macro:
         self.vmm_batch = vmm_batch
         self.vmm_us_per_cell = float(vmm_us_per_cell)
         self._use_counter = use_counter
+        self._counter_floor: int | None = None
         self.has_counter = False
         self.idn: dict | None = None
         self.geometry: tuple[int, int] | None = None
@@ -247,10 +248,39 @@ class Macro:
     # ------------------------------------------------------------------ pulses
     def pulse_counter(self) -> int | None:
         """The instrument's count of applied pulse commands (``PULS:COUN?``), or None when it
-        has none."""
+        has none.
+
+        The count never decreases, so a reading below the last one trusted (in this session,
+        or recorded in the journal for this instrument) is a corrupted reply and is read
+        again. When every attempt reads low (the instrument was power-cycled, or the link
+        keeps corrupting replies), the counter is not used for the rest of the session and
+        pulses are resolved by reading the cells back.
+        """
         if not self.has_counter:
             return None
-        return self.query("PULS:COUN?", _parse_count)
+        if self._counter_floor is None:
+            self._counter_floor = (self.journal.last_counter(self.instrument)
+                                   if self.journal is not None else None) or 0
+        floor = self._counter_floor
+        low = []
+
+        def parse(reply):
+            n = _parse_count(reply)
+            if n < floor:
+                low.append(n)
+                raise ValueError(f"PULS:COUN? read {n}, below the last count {floor}")
+            return n
+
+        try:
+            n = self.query("PULS:COUN?", parse)
+        except LinkError as exc:
+            if len(low) < self.transport.retries + 1:
+                raise
+            self.has_counter = False
+            self._record("PULS:COUN?", None, f"not used from now on: {exc}", "error")
+            return None
+        self._counter_floor = n
+        return n
 
     def check_pulse(self, region, pulse) -> tuple[int, int, int, int]:
         """Validate a pulse against the array and the lab limits; returns the region."""
@@ -314,12 +344,14 @@ class Macro:
             if counter_before is not None and self.has_counter:
                 n1 = self.pulse_counter()
                 counter = (counter_before, n1)
-                d = n1 - counter_before - pulses_since
+                d = None if n1 is None else n1 - counter_before - pulses_since
                 if d in (0, 1):
                     applied, how = d == 1, "counter"
-            if applied is None and kind == "form":
+            if kind == "form" and applied is not True:
+                # FORM: a formed cell reads high, a virgin one low. Decides when the counter
+                # could not, and confirms "did not run" before anything is sent again
                 applied, unformed = self._formed_read_back(region)
-                how = "read-back"
+                how = "read-back" if how == "none" else "counter+read-back"
             if applied is None and clean and counter_before is None and kind != "form":
                 code, message, reliable = tr.pop_error()
                 if reliable:

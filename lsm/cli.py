@@ -29,7 +29,12 @@ __all__ = ["main"]
 
 
 class CLIError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
+    """A user-facing error: printed without a traceback. Exit status 2 for bad input or a
+    refused request; 3 when the instrument or its link failed (a lab job can be resumed)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _print_result(result: dict, as_json: bool) -> None:
@@ -321,11 +326,61 @@ def _hw_region(text: str) -> tuple[int, int, int, int]:
     return r0, r1, c0, c1
 
 
+def _hw_out_path(path: str, suffixes: tuple[str, ...], option: str = "--out") -> Path:
+    """Check an output path before any instrument time is spent on it."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise CLIError(f"{option} {out}: the file name must end in one of {list(suffixes)}")
+    if out.is_dir():
+        raise CLIError(f"{option} {out} is a directory; give a file name")
+    if not out.parent.is_dir():
+        raise CLIError(f"{option} {out}: folder {out.parent} does not exist")
+    return out
+
+
+def _hw_vmm_inputs(path: str, n_rows: int) -> np.ndarray:
+    """The binary input vectors of ``lsm hw vmm``: array ``inputs`` of an .npz."""
+    from lsm._io import load_npz
+
+    arrays = load_npz(path, what="inputs file")
+    if "inputs" not in arrays:
+        raise CLIError(f"{path}: no array 'inputs' (arrays: {sorted(arrays)})")
+    x = arrays["inputs"]
+    if x.dtype.kind not in "biu":
+        raise CLIError(f"{path}: inputs must be integer or boolean 0/1 spikes, got dtype "
+                       f"{x.dtype}")
+    if x.ndim != 2 or x.shape[1] != n_rows:
+        raise CLIError(f"{path}: inputs must have shape (n_vectors, {n_rows}) for the region's "
+                       f"{n_rows} rows, got {x.shape}")
+    if x.shape[0] == 0:
+        raise CLIError(f"{path}: inputs hold no vectors")
+    if not np.isin(x, (0, 1)).all():
+        raise CLIError(f"{path}: inputs must be 0/1 spikes")
+    return x
+
+
 def _cmd_hw(args: argparse.Namespace) -> int:
     from hw import InstrumentError, Journal, LimitError, LinkError, Macro
+    from hw.jobs import JobIncomplete
     from hw.journal import JobMismatch
 
-    journal = Journal(args.journal) if args.journal else None
+    if args.hw_command == "program-random" and not args.journal:
+        raise CLIError("lsm hw program-random needs --journal FILE: the journal is what lets a "
+                       "re-run resume without pulsing any cell twice")
+    region = _hw_region(args.region) if hasattr(args, "region") else None
+    out = None
+    if args.hw_command == "read-map":
+        out = _hw_out_path(args.out, (".npz", ".h5", ".hdf5"))
+    elif args.hw_command == "vmm":
+        out = _hw_out_path(args.out, (".npz",))
+        inputs = _hw_vmm_inputs(args.inputs, region[1] - region[0])
+    try:
+        journal = Journal(args.journal) if args.journal else None
+    except (OSError, ValueError) as exc:  # sqlite3.Error is not an OSError
+        raise CLIError(f"--journal {args.journal}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - sqlite3.DatabaseError: not a database
+        raise CLIError(f"--journal {args.journal}: not a usable SQLite journal ({exc})") \
+            from None
     try:
         if args.hw_command == "journal":
             if journal is None:
@@ -340,39 +395,43 @@ def _cmd_hw(args: argparse.Namespace) -> int:
         with Macro(args.resource, limits=args.limits, journal=journal,
                    timeout_ms=args.timeout_ms) as m:
             if args.hw_command == "idn":
-                print(json.dumps({"idn": m.idn, "geometry": m.geometry, "status": m.status()}))
+                print(json.dumps({"idn": m.idn, "geometry": m.geometry, "status": m.status(),
+                                  "pulse_counter": m.has_counter}))
             elif args.hw_command == "program-random":
                 from lsm.crossbar import Pulse
 
                 pulse = Pulse.form(args.amplitude_v, args.width_ns, args.compliance_ua)
-                job = m.program_random(_hw_region(args.region), pulse, job_id=args.job,
+                job = args.job or ("form-{}-{}-{}-{}-{}-{}-{}-{}".format(
+                    m.idn["serial"], *region, pulse.amplitude_v, pulse.width_ns,
+                    pulse.compliance_ua))
+                job = m.program_random(region, pulse, job_id=job,
                                        progress=not args.no_progress)
-                print(json.dumps({"job": job, "region": args.region, "status": "done"}))
+                print(json.dumps({"job": job, "region": args.region, "status": "done",
+                                  "journal": str(args.journal)}))
             elif args.hw_command == "read-map":
                 from hw.journal import export_map
                 from lsm.plots import conductance_histogram
 
-                region = _hw_region(args.region)
                 g = m.read_map(region, repeats=args.repeats, v_read=args.v_read)
                 settings = {"instrument": m.idn, "region": region, "repeats": args.repeats,
                             "v_read": args.v_read, "resource": args.resource}
-                out = export_map(args.out, g, settings)
-                png = _map_png(g, Path(args.out).with_suffix(".png"), settings)
-                conductance_histogram(g, Path(args.out).with_suffix(".hist.png"),
+                export_map(out, g, settings)
+                png = _map_png(g, out.with_suffix(".png"), settings)
+                conductance_histogram(g, out.with_suffix(".hist.png"),
                                       title=f"read map {region}")
                 print(json.dumps({"out": str(out), "png": str(png), "mean_us": float(g.mean()),
                                   "std_us": float(g.std())}))
             elif args.hw_command == "vmm":
-                data = np.load(args.inputs)
-                x = data["inputs"] if hasattr(data, "files") else data
-                r0, r1, c0, c1 = _hw_region(args.region)
-                codes = m.vmm((r0, r1), (c0, c1), x, v_read=args.v_read)
                 from lsm._io import atomic_savez
 
-                atomic_savez(args.out, codes=codes)
-                print(json.dumps({"out": args.out, "shape": list(codes.shape)}))
-    except (LimitError, InstrumentError, LinkError, JobMismatch, ValueError) as exc:
+                r0, r1, c0, c1 = region
+                codes = m.vmm((r0, r1), (c0, c1), inputs, v_read=args.v_read)
+                atomic_savez(out, codes=codes)
+                print(json.dumps({"out": str(out), "shape": list(codes.shape)}))
+    except (LimitError, JobMismatch, ValueError) as exc:
         raise CLIError(str(exc)) from None
+    except (JobIncomplete, InstrumentError, LinkError) as exc:
+        raise CLIError(str(exc), exit_code=3) from None
     finally:
         if journal is not None:
             journal.close()

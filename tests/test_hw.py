@@ -247,7 +247,8 @@ def test_pending_row_that_never_ran_is_pulsed_once(emulator, tmp_path):
     np.testing.assert_array_equal(emulator.macro.pulse_counts[:3, :8], 1)
     check = [json.loads(o["params"]) for o in j.ops(job_id="q")
              if o["command"] == "RESUME-CHECK"]
-    assert check == [{"row": 0, "op": 1, "how": "counter", "applied": False, "unformed": 0}]
+    assert check == [{"row": 0, "op": 1, "how": "counter+read-back", "applied": False,
+                      "unformed": 0}]
 
 
 def test_partly_formed_row_pulses_only_its_virgin_cells(emulator, tmp_path):
