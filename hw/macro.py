@@ -107,12 +107,15 @@ class Macro:
     vmm_us_per_cell : float
         Expected multiply time per input vector and cell, us; the reply timeout of a ``VMM?``
         call is ``timeout_ms`` plus this times the work of the call.
+    safe_state_timeout_ms : int
+        How long the safe-state step waits for the outputs' reading (an instrument may still be
+        busy with a command whose reply timed out).
     """
 
     def __init__(self, resource: str = DEFAULT_RESOURCE, limits=None, journal=None,
                  timeout_ms: int = 5000, retries: int = 3, backend: str = "@py",
                  use_counter: bool | None = None, vmm_batch: int = 512,
-                 vmm_us_per_cell: float = 0.05) -> None:
+                 vmm_us_per_cell: float = 0.05, safe_state_timeout_ms: int = 10000) -> None:
         self.resource_name = resource
         self.limits = (limits if isinstance(limits, Limits) else
                        Limits.load(limits) if limits is not None else Limits())
@@ -125,6 +128,7 @@ class Macro:
             raise ValueError(f"vmm_us_per_cell must be >= 0, got {vmm_us_per_cell!r}")
         self.vmm_batch = vmm_batch
         self.vmm_us_per_cell = float(vmm_us_per_cell)
+        self.safe_state_timeout_ms = int(safe_state_timeout_ms)
         self._use_counter = use_counter
         self._counter_floor: int | None = None
         self.has_counter = False
@@ -174,7 +178,9 @@ class Macro:
         """ABOR and outputs to 0 V; returns the output voltage read back (0.0)."""
         try:
             self.transport.write("ABOR")
-            v = self.query("OUTP:VOLT?", float)
+            # an instrument still busy (a long multiply whose reply timed out) answers late
+            v = self.query("OUTP:VOLT?", float,
+                           timeout_ms=max(self.timeout_ms, self.safe_state_timeout_ms))
         except LinkError as exc:
             self._record("ABOR", {"reason": reason}, str(exc), "error")
             raise SafeStateError(f"could not bring the instrument to a safe state: {exc}") \

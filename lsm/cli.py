@@ -328,13 +328,11 @@ def _hw_region(text: str) -> tuple[int, int, int, int]:
 
 def _hw_out_path(path: str, suffixes: tuple[str, ...], option: str = "--out") -> Path:
     """Check an output path before any instrument time is spent on it."""
-    out = Path(path)
+    from lsm._io import check_output_file
+
+    out = check_output_file(path, option)
     if out.suffix.lower() not in suffixes:
         raise CLIError(f"{option} {out}: the file name must end in one of {list(suffixes)}")
-    if out.is_dir():
-        raise CLIError(f"{option} {out} is a directory; give a file name")
-    if not out.parent.is_dir():
-        raise CLIError(f"{option} {out}: folder {out.parent} does not exist")
     return out
 
 

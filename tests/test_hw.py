@@ -461,3 +461,135 @@ def test_measured_map_file_gives_the_chip_weights(emulator, tmp_path):
         LSM(cfg, weights=MeasuredWeights(tmp_path / "map.npz", offset=(50, 50)))
     with pytest.raises(FileNotFoundError, match="measured map not found"):
         LSM(cfg, weights=MeasuredWeights(tmp_path / "none.npz"))
+
+
+# ---------------------------------------------------------------- long multiplies, safe state
+def test_long_vmm_gets_a_timeout_scaled_to_its_work(emulator):
+    """A multiply that takes longer than the reply timeout is not cut off (and then retried
+    while the instrument is still busy): each VMM? call's timeout grows with its work."""
+    x = (np.random.default_rng(0).random((600, 456)) < 0.05).astype(np.uint8)
+    with Macro(emulator.resource, timeout_ms=200, vmm_batch=600) as m:
+        codes = m.vmm((0, 456), (0, 400), x)
+    assert codes.shape == (600, 400)
+    assert sum(line.startswith("VMM?") for line in emulator.macro.log) == 1  # not retried
+    with pytest.raises(LinkError, match=r"VMM\?: no valid reply after 1 attempts"), \
+            Macro(emulator.resource, timeout_ms=200, retries=0, vmm_batch=600,
+                  vmm_us_per_cell=0.0) as m:
+        m.vmm((0, 456), (0, 400), x)   # the same call with a flat 200 ms timeout ...
+    assert emulator.macro.vout == 0.0  # ... and the safe state waited for the busy instrument
+
+
+def test_a_failed_safe_state_is_reported_after_the_first_error():
+    from hw.macro import SafeStateError
+
+    srv = EmulatorServer(0, EmulatedMacro(seed=1)).start()
+    with pytest.raises(SafeStateError) as exc, \
+            Macro(srv.resource, timeout_ms=200, retries=0) as m:
+        m.read_map((0, 2, 0, 2))
+        srv.stop()                         # the instrument goes away ...
+        raise RuntimeError("the first problem")   # ... and then something else fails
+    message = str(exc.value)
+    assert message.startswith("RuntimeError: the first problem; and then could not bring the "
+                              "instrument to a safe state")
+    assert isinstance(exc.value.__cause__, RuntimeError)
+
+
+# ---------------------------------------------------------------- bad input to the lab
+LIMITS_CASES = {
+    "negative max_vectors": ("max_vectors = -5", "max_vectors must be an integer in [1, 4096]"),
+    "zero max_vectors": ("max_vectors = 0", "max_vectors must be an integer in [1, 4096]"),
+    "float max_vectors": ("max_vectors = 64.0", "max_vectors must be an integer"),
+    "bool voltage": ("max_abs_v = true", "max_abs_v must be a positive number, got True"),
+    "string voltage": ('max_abs_v = "3"', "max_abs_v must be a positive number, got '3'"),
+    "nan width": ("max_width_ns = nan", "max_width_ns must be a positive number"),
+    "infinite compliance": ("max_compliance_ua = inf", "max_compliance_ua must be a positive"),
+    "flat regions": ("allowed_regions = [0, 512, 0, 512]", "allowed region 0 must be"),
+    "empty regions": ("allowed_regions = []", "allowed_regions must be a non-empty list"),
+    "float region": ("allowed_regions = [[0, 512.5, 0, 512]]", "allowed region"),
+    "reversed region": ("allowed_regions = [[10, 5, 0, 512]]", "allowed region"),
+    "bool region": ("allowed_regions = [[0, true, 0, 512]]", "allowed region"),
+    "unknown key": ("max_volts = 3", "unknown limit(s) ['max_volts']"),
+    "not toml": ("max_abs_v = = 3", "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LIMITS_CASES))
+def test_bad_limits_files_are_refused_before_connecting(tmp_path, capsys, case):
+    from lsm.cli import main
+
+    body, message = LIMITS_CASES[case]
+    path = tmp_path / "limits.toml"
+    path.write_text(f"[limits]\n{body}\n")
+    with pytest.raises(LimitError) as exc:
+        Limits.load(path)
+    assert message in str(exc.value) and str(path) in str(exc.value)
+    np.savez(tmp_path / "x.npz", inputs=np.eye(4, dtype=np.uint8))
+    code = main(["hw", "vmm", str(tmp_path / "x.npz"), "--region", "0,4,0,4", "--limits",
+                 str(path), "--resource", "TCPIP0::127.0.0.1::1::SOCKET",
+                 "--out", str(tmp_path / "codes.npz")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "codes.npz").exists()
+
+
+def test_limits_file_that_is_a_folder_or_not_utf8(tmp_path):
+    with pytest.raises(LimitError, match="is a directory"):
+        Limits.load(tmp_path)
+    (tmp_path / "l.toml").write_bytes(b"[limits]\nmax_abs_v = 3 # \xff\n")
+    with pytest.raises(LimitError, match="not UTF-8"):
+        Limits.load(tmp_path / "l.toml")
+
+
+def _hw_cli_cases(tmp_path):
+    """(name, argv, text the error must contain) for bad input to `lsm hw ...`."""
+    np.savez(tmp_path / "ok.npz", inputs=np.eye(4, dtype=np.uint8))
+    np.savez(tmp_path / "float.npz", inputs=np.eye(4) * 0.5)
+    np.savez(tmp_path / "wide.npz", inputs=np.ones((2, 7), np.uint8))
+    np.savez(tmp_path / "two.npz", inputs=np.full((2, 4), 2, np.uint8))
+    np.savez(tmp_path / "nokey.npz", x=np.eye(4, dtype=np.uint8))
+    np.savez(tmp_path / "obj.npz", inputs=np.array([None, 1], dtype=object))
+    np.save(tmp_path / "bare.npy", np.eye(4, dtype=np.uint8))
+    (tmp_path / "bare.npy").rename(tmp_path / "bare.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "notdb.sqlite").write_text("not a database, just text" * 100)
+    out = ["--out", str(tmp_path / "codes.npz")]
+    reg = ["--region", "0,4,0,4"]
+    return [
+        ("vmm float inputs", ["vmm", str(tmp_path / "float.npz"), *reg, *out], "float64"),
+        ("vmm wrong width", ["vmm", str(tmp_path / "wide.npz"), *reg, *out], "(n_vectors, 4)"),
+        ("vmm non-binary", ["vmm", str(tmp_path / "two.npz"), *reg, *out], "0/1"),
+        ("vmm no inputs", ["vmm", str(tmp_path / "nokey.npz"), *reg, *out], "no array 'inputs'"),
+        ("vmm object array", ["vmm", str(tmp_path / "obj.npz"), *reg, *out], "object"),
+        ("vmm bare npy", ["vmm", str(tmp_path / "bare.npz"), *reg, *out], "bare.npz"),
+        ("vmm not a zip", ["vmm", str(tmp_path / "text.npz"), *reg, *out], "text.npz"),
+        ("vmm folder", ["vmm", str(tmp_path / "folder.npz"), *reg, *out], "folder.npz"),
+        ("vmm missing", ["vmm", str(tmp_path / "none.npz"), *reg, *out], "none.npz"),
+        ("vmm out folder", ["vmm", str(tmp_path / "ok.npz"), *reg, "--out", str(tmp_path)],
+         "is a directory"),
+        ("vmm out suffix", ["vmm", str(tmp_path / "ok.npz"), *reg, "--out",
+                            str(tmp_path / "codes.txt")], "must end in"),
+        ("read-map out folder", ["read-map", *reg, "--out", str(tmp_path / "folder.npz")],
+         "is a directory"),
+        ("read-map under a file", ["read-map", *reg, "--out", str(tmp_path / "ok.npz" / "m.h5")],
+         "is a file, not a folder"),
+        ("bad region", ["read-map", "--region", "0,4,x,4", *out[:0]], "--region"),
+        ("program without journal", ["program-random", *reg], "needs --journal"),
+        ("journal not a database", ["journal", "--journal", str(tmp_path / "notdb.sqlite")],
+         "notdb.sqlite"),
+        ("journal is a folder", ["idn", "--journal", str(tmp_path / "folder.npz")],
+         "folder.npz"),
+    ]
+
+
+def test_bad_input_to_lsm_hw_is_an_error_not_a_traceback(tmp_path, capsys, emulator):
+    from lsm.cli import main
+
+    for name, argv, text in _hw_cli_cases(tmp_path):
+        before = sorted(p.name for p in tmp_path.rglob("*"))
+        code = main(["hw", *argv, "--resource", emulator.resource])
+        err = capsys.readouterr().err
+        assert code == 2, (name, err)
+        assert err.startswith("lsm: error: ") and text in err, (name, err)
+        assert sorted(p.name for p in tmp_path.rglob("*")) == before, name  # nothing written
+    assert emulator.macro.pulse_counts.sum() == 0
