@@ -391,7 +391,7 @@ def _cmd_hw(args: argparse.Namespace) -> int:
                                   "chunks": journal.chunk_status(args.job)}))
             return 0
         with Macro(args.resource, limits=args.limits, journal=journal,
-                   timeout_ms=args.timeout_ms) as m:
+                   timeout_ms=args.timeout_ms, retries=args.retries) as m:
             if args.hw_command == "idn":
                 print(json.dumps({"idn": m.idn, "geometry": m.geometry, "status": m.status(),
                                   "pulse_counter": m.has_counter}))
@@ -649,7 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--resource", default="TCPIP0::127.0.0.1::5025::SOCKET")
         sp.add_argument("--limits", help="lab limits TOML (see hw/limits.example.toml)")
         sp.add_argument("--journal", help="SQLite lab journal")
-        sp.add_argument("--timeout-ms", type=int, default=5000)
+        sp.add_argument("--timeout-ms", type=int, default=5000, help="reply timeout, ms")
+        sp.add_argument("--retries", type=int, default=3,
+                        help="extra attempts of a read-only query over a fresh connection")
         sp.set_defaults(func=_cmd_hw)
 
     hw_args(hw_sub.add_parser("idn", help="identify the instrument"))
