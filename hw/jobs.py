@@ -12,6 +12,7 @@ resolved first, by the pulse counter recorded before it was sent, or by reading 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from hw.journal import APPLIED, NOT_APPLIED
-from hw.macro import Macro, PulseOutcome
+from hw.macro import Macro, PulseOutcome, _offsets
 from hw.transport import LinkError
 
 __all__ = ["program_random", "JobIncomplete"]
@@ -94,7 +95,6 @@ def program_random(macro: Macro, region, pulse=None, job_id: str | None = None,
     JobIncomplete
         When any row is left unresolved or unpulsed (the job is recorded ``incomplete``).
     """
-    from tqdm.auto import tqdm
 
     from lsm.crossbar import Pulse
 
@@ -110,11 +110,24 @@ def program_random(macro: Macro, region, pulse=None, job_id: str | None = None,
     r0, r1, c0, c1 = macro.check_pulse(region, pulse)
     job_id = job_id or uuid.uuid4().hex[:12]
     params = {"region": [r0, r1, c0, c1], "pulse": [pulse.amplitude_v, pulse.width_ns,
-                                                    pulse.compliance_ua]}
-    status: dict[int, str] = {}
-    if journal is not None:
-        journal.start_job(job_id, "program_random", params)
-        status = journal.chunk_status(job_id)
+                                                    pulse.compliance_ua],
+              "instrument": macro.instrument}
+    with contextlib.ExitStack() as stack:
+        status: dict[int, str] = {}
+        if journal is not None:
+            stack.enter_context(journal.job_lock(job_id))
+            if journal.start_job(job_id, "program_random", params):
+                _check_counter_since_last_run(macro, job_id)
+            status = journal.chunk_status(job_id)
+        return _run_rows(macro, (r0, r1, c0, c1), pulse, job_id, status, progress, on_chunk,
+                         max_attempts)
+
+
+def _run_rows(macro, region, pulse, job_id, status, progress, on_chunk, max_attempts) -> str:
+    from tqdm.auto import tqdm
+
+    journal = macro.journal
+    r0, r1, c0, c1 = region
     unresolved, failed = [], []
     k = 0
     try:
@@ -125,10 +138,10 @@ def program_random(macro: Macro, region, pulse=None, job_id: str | None = None,
                 continue
             row = r0 + k
             box = (row, row + 1, c0, c1)
-            if st in ("pending", "failed"):
-                outcome = _resolve_pending(macro, box, pulse, job_id, k)
+            if st in ("pending", "failed", "recheck"):
+                outcome = _resolve_pending(macro, box, pulse, job_id, k, st == "recheck")
             else:
-                outcome = None
+                outcome = _fresh_row(macro, box, job_id, k)
             result = _complete_row(macro, box, pulse, job_id, k, outcome, max_attempts)
             if result == "done":
                 if journal is not None:
@@ -158,12 +171,41 @@ def program_random(macro: Macro, region, pulse=None, job_id: str | None = None,
     return job_id
 
 
+def _check_counter_since_last_run(macro: Macro, job_id: str) -> None:
+    """A resumed job on an instrument whose pulse counter went back (power-cycled, or an
+    emulator restarted with a fresh array): the rows it did before are read again, and any
+    found virgin are done again, instead of being trusted."""
+    journal = macro.journal
+    last = journal.last_counter(macro.instrument, job_id)
+    now = macro.pulse_counter()
+    if last is None or now is None or now >= last:
+        return
+    journal.record("COUNTER-RESET", {"last": last, "now": now}, None, "ok", macro.instrument,
+                   job_id)
+    for k, st in journal.chunk_status(job_id).items():
+        if st == "done":
+            journal.set_chunk(job_id, k, "recheck")
+
+
+def _fresh_row(macro: Macro, box, job_id: str, k: int) -> PulseOutcome:
+    """A row this job never pulsed is read first: cells found formed already (by another
+    job, a lost journal, an earlier run) are not formed again."""
+    formed = macro._formed_mask(box)
+    if not formed.any():
+        return PulseOutcome("ok", False, "read-back")
+    if macro.journal is not None:
+        macro.journal.record("ALREADY-FORMED", {"row": box[0], "cells": int(formed.sum())},
+                             None, "ok", macro.instrument, job_id, k)
+    return PulseOutcome("ok", True, "read-back", unformed=_offsets(~formed))
+
+
 def _stop(journal, job_id: str, status: str) -> None:
     if journal is not None:
         journal.finish_job(job_id, status)
 
 
-def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int) -> PulseOutcome:
+def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int,
+                     recheck: bool = False) -> PulseOutcome:
     """A row not done on resume: its last pulse may be in doubt (the process died, or the
     link failed, with the pulse in flight), or only part of the row was pulsed. Ask the
     instrument what happened; the outcome is relative to the whole row."""
@@ -176,7 +218,8 @@ def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int) -> PulseOutc
             result = json.loads(op["result"] or "{}")
             outcome = PulseOutcome(op["status"], op["status"] in APPLIED,
                                    result.get("how", "journal"),
-                                   unformed=tuple(result.get("unformed", ())))
+                                   unformed=tuple(result.get("unformed", ())),
+                                   stuck=tuple(result.get("stuck", ())))
         else:  # pending or unresolved: settle it first
             n0 = json.loads(op["params"] or "{}").get("counter_before")
             later_applied, later_unknown = journal.pulses_after(op["id"], op["instrument"])
@@ -186,12 +229,12 @@ def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int) -> PulseOutc
             journal.settle(op["id"], "unresolved" if outcome.applied is None else
                            ("verified-applied" if outcome.applied else "verified-not-applied"),
                            outcome.as_dict())
-        if region != tuple(box) and outcome.applied is not None:
-            outcome = None  # the record covered part of the row: read the whole row back
-    if outcome is None:
-        applied, unformed = macro._formed_read_back(box)
-        outcome = PulseOutcome("verified-applied" if applied else "verified-not-applied",
-                               applied, "read-back", unformed=unformed)
+        if (region != tuple(box) or recheck) and outcome.applied is not None:
+            outcome = None  # the record covered part of the row, or the instrument was reset
+    if outcome is None:  # no record of the whole row: its cells say what it needs
+        formed = macro._formed_mask(box)
+        outcome = PulseOutcome("verified-applied", bool(formed.any()), "read-back",
+                               unformed=_offsets(~formed) if formed.any() else ())
     journal.record("RESUME-CHECK", {"row": box[0], "op": None if op is None else op["id"],
                                     "how": outcome.how, "applied": outcome.applied,
                                     "unformed": len(outcome.unformed)},

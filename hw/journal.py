@@ -12,6 +12,7 @@ which the resumed job resolves on the instrument before anything is re-sent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Journal", "JobMismatch", "export_map", "PULSE_STATUSES", "APPLIED", "NOT_APPLIED"]
+__all__ = ["Journal", "JobMismatch", "JobBusy", "export_map", "PULSE_STATUSES", "APPLIED",
+           "NOT_APPLIED"]
 
 #: What a pulse record can say: sent and confirmed (``ok``), refused by the instrument
 #: (``failed``), an uncertain outcome resolved on the instrument (``verified-applied`` /
@@ -63,6 +65,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 
 class JobMismatch(ValueError):
     """A job id reused with different parameters."""
+
+
+class JobBusy(RuntimeError):
+    """A job already running in another process."""
 
 
 class Journal:
@@ -152,18 +158,39 @@ class Journal:
         unknown = sum(r[0] in ("pending", "unresolved") for r in rows)
         return applied, unknown
 
-    def last_counter(self, instrument: str | None) -> int | None:
-        """The highest pulse-counter reading recorded for ``instrument`` (None if none)."""
-        rows = self._exec("SELECT params, result FROM ops WHERE instrument IS ? AND command "
-                          "LIKE 'PULS:%' ORDER BY id DESC LIMIT 50", (instrument,)).fetchall()
+    def last_counter(self, instrument: str | None, job_id: str) -> int | None:
+        """The highest pulse-counter reading recorded by ``job_id`` on ``instrument``."""
+        rows = self._exec("SELECT params, result FROM ops WHERE instrument IS ? AND job_id = ? "
+                          "AND command LIKE 'PULS:%'", (instrument, job_id)).fetchall()
         seen = []
         for params, result in rows:
-            p = json.loads(params or "null") or {}
-            r = json.loads(result or "null") or {}
-            seen += [v for v in [p.get("counter_before"), *r.get("counter", [])]
-                     if isinstance(v, int)] if isinstance(p, dict) and isinstance(r, dict) \
-                else []
-        return max(seen, default=None)
+            p = json.loads(params or "null")
+            r = json.loads(result or "null")
+            seen += [p.get("counter_before")] if isinstance(p, dict) else []
+            seen += list(r.get("counter", [])) if isinstance(r, dict) else []
+        return max((v for v in seen if isinstance(v, int)), default=None)
+
+    @contextlib.contextmanager
+    def job_lock(self, job_id: str):
+        """Hold job ``job_id`` for this process: a second process (or a second handle in this
+        one) running the same job at the same time is refused with :class:`JobBusy`. The lock
+        is an OS file lock beside the journal, released when the holder exits, even killed."""
+        import fcntl
+        import hashlib
+
+        folder = self.path.parent / f".{self.path.name}.locks"
+        folder.mkdir(exist_ok=True)
+        name = hashlib.sha256(job_id.encode()).hexdigest()[:24]
+        fh = open(folder / f"{name}.lock", "a+")  # noqa: SIM115 - held for the whole job
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise JobBusy(f"job {job_id!r} is running in another process (journal "
+                              f"{self.path}); wait for it, or stop it first") from None
+            yield
+        finally:
+            fh.close()
 
     def ops(self, job_id: str | None = None, limit: int | None = None) -> list[dict]:
         sql = "SELECT * FROM ops" + (" WHERE job_id = ?" if job_id else "") + " ORDER BY id"

@@ -8,10 +8,11 @@ that fails after another error, both are reported, the first one first.
 
 Verified pulsing: a pulse is never re-sent blindly and never reported applied on faith. Before a
 pulse the driver reads the instrument's pulse counter (``PULS:COUN?``, protocol >= 1.1) and
-records the pulse as *pending* in the journal; after it, the counter says whether the command ran
-(+1) or not (+0), whatever happened to the link or to the ``SYST:ERR?`` reply in between. On an
-instrument without the counter, a FORM pulse is resolved by reading its cells back (a formed cell
-reads above the lab's ``formed_threshold_us``, a virgin one below) and other pulses by the error
+records the pulse as *pending* in the journal; afterwards it asks the instrument what happened,
+whatever happened to the link or to the ``SYST:ERR?`` reply in between. A FORM pulse is decided
+by reading its cells back (a formed cell reads above the lab's ``formed_threshold_us``, a virgin
+one far below); the counter (+1: it ran, +0: it did not) tells stuck cells from cells the pulse
+never reached, and decides SET / RESET. Without the counter, SET / RESET are resolved by the error
 queue, trusted only when its reply came through the first time. What cannot be resolved is
 reported as ``unresolved``, never as done. See :class:`PulseOutcome`.
 
@@ -65,8 +66,13 @@ class PulseOutcome:
     error : tuple or None
         ``(code, message)`` the instrument reported, if any.
     unformed : tuple of int
-        FORM resolved by read-back only: column offsets (within the region's row) of cells
-        still unformed although others were formed.
+        FORM: column offsets (within the region's row) of cells still virgin although others
+        formed, when nothing says the pulse reached them (they are to be pulsed).
+    counter : tuple of int
+        ``PULS:COUN?`` before and after, when read.
+    stuck : tuple of int
+        FORM: column offsets of cells that did not form although the counter says the pulse
+        ran (stuck cells: not to be pulsed again).
     """
 
     status: str
@@ -75,10 +81,12 @@ class PulseOutcome:
     error: tuple | None = None
     unformed: tuple = field(default=())
     counter: tuple = field(default=())
+    stuck: tuple = field(default=())
 
     def as_dict(self) -> dict:
         return {"applied": self.applied, "how": self.how, "error": self.error,
-                "unformed": list(self.unformed), "counter": list(self.counter)}
+                "unformed": list(self.unformed), "counter": list(self.counter),
+                "stuck": list(self.stuck)}
 
 
 class Macro:
@@ -256,18 +264,14 @@ class Macro:
         """The instrument's count of applied pulse commands (``PULS:COUN?``), or None when it
         has none.
 
-        The count never decreases, so a reading below the last one trusted (in this session,
-        or recorded in the journal for this instrument) is a corrupted reply and is read
-        again. When every attempt reads low (the instrument was power-cycled, or the link
-        keeps corrupting replies), the counter is not used for the rest of the session and
-        pulses are resolved by reading the cells back.
+        The count never decreases, so a reading below the last one of this session is a
+        corrupted reply and is read again. When every attempt reads low (the instrument was
+        power-cycled, or the link keeps corrupting replies), the counter is not used for the
+        rest of the session and pulses are resolved by reading the cells back.
         """
         if not self.has_counter:
             return None
-        if self._counter_floor is None:
-            self._counter_floor = (self.journal.last_counter(self.instrument)
-                                   if self.journal is not None else None) or 0
-        floor = self._counter_floor
+        floor = self._counter_floor or 0
         low = []
 
         def parse(reply):
@@ -345,20 +349,31 @@ class Macro:
         """
         tr = self.transport
         since = tr.recoveries if since is None else since
-        applied, how, error, unformed, counter = None, "none", None, (), ()
+        applied, how, error, unformed, stuck, counter = None, "none", None, (), (), ()
         try:
+            d = None
             if counter_before is not None and self.has_counter:
                 n1 = self.pulse_counter()
                 counter = (counter_before, n1)
                 d = None if n1 is None else n1 - counter_before - pulses_since
-                if d in (0, 1):
-                    applied, how = d == 1, "counter"
-            if kind == "form" and applied is not True:
-                # FORM: a formed cell reads high, a virgin one low. Decides when the counter
-                # could not, and confirms "did not run" before anything is sent again
-                applied, unformed = self._formed_read_back(region)
-                how = "read-back" if how == "none" else "counter+read-back"
-            if applied is None and clean and counter_before is None and kind != "form":
+                if d not in (0, 1):
+                    d = None  # another client pulsed, or the instrument was reset
+            if kind == "form":
+                # a formed cell reads high, a virgin one far below: the cells decide (the
+                # counter is instrument-wide, so its +1 may be another client's pulse)
+                formed = self._formed_mask(region)
+                how = "read-back"
+                if formed.all():
+                    applied = True
+                elif not formed.any():
+                    applied = False
+                elif d == 1:  # it ran, and these cells did not form: stuck, not to be pulsed
+                    applied, stuck, how = True, _offsets(~formed), "counter+read-back"
+                elif formed.shape[0] == 1:  # part of the row formed: pulse the rest
+                    applied, unformed = True, _offsets(~formed)
+            elif d is not None:
+                applied, how = d == 1, "counter"
+            elif clean and counter_before is None:
                 code, message, reliable = tr.pop_error()
                 if reliable:
                     applied, how = code == 0, "error-queue"
@@ -375,20 +390,11 @@ class Macro:
             status = "ok" if clean else "verified-applied"
         else:
             status = "failed" if clean and error is not None else "verified-not-applied"
-        return PulseOutcome(status, applied, how, error, unformed, counter)
+        return PulseOutcome(status, applied, how, error, unformed, counter, stuck)
 
-    def _formed_read_back(self, region) -> tuple[bool | None, tuple]:
-        """FORM resolved by reading the cells: (applied, unformed column offsets)."""
-        r0, r1, c0, c1 = region
-        g = self.read_map(region)
-        formed = g >= self.limits.formed_threshold_us
-        if formed.all():
-            return True, ()
-        if not formed.any():
-            return False, ()
-        if r1 - r0 != 1:
-            return None, ()  # a partly formed block: not one row's pulse, cannot tell
-        return True, tuple(int(j) for j in np.flatnonzero(~formed[0]))
+    def _formed_mask(self, region) -> np.ndarray:
+        """Which cells of ``region`` read as formed (above ``formed_threshold_us``)."""
+        return self.read_map(region) >= self.limits.formed_threshold_us
 
     def pulse(self, region, pulse, job_id=None, chunk=None) -> PulseOutcome:
         """One FORM / SET / RESET pulse on every cell of ``region`` (limits checked first).
@@ -554,3 +560,8 @@ def _parse_count(reply: str) -> int:
     if not text.isdigit():
         raise ValueError(f"garbled PULS:COUN? reply {reply!r}")
     return int(text)
+
+
+def _offsets(mask: np.ndarray) -> tuple:
+    """Column offsets of the True cells of a one-row mask."""
+    return tuple(int(j) for j in np.flatnonzero(mask.reshape(-1)))

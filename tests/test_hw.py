@@ -227,8 +227,7 @@ def test_pending_row_is_resolved_before_pulsing(emulator, tmp_path, use_counter)
                   if o["command"] == "RESUME-CHECK"]
         # row 2 has a later pending record (row 4): its counter cannot be accounted for
         assert [(c["row"], c["applied"]) for c in checks] == [(2, True), (4, True)]
-        assert [c["how"] for c in checks] == (["read-back", "counter"] if use_counter
-                                              else ["read-back", "read-back"])
+        assert [c["how"] for c in checks] == ["read-back", "read-back"]  # FORM: cells decide
         assert {o["status"] for o in j.ops(job_id="p") if o["command"] == "PULS:FORM"} \
             == {"ok", "verified-applied"}
 
@@ -239,7 +238,8 @@ def test_pending_row_that_never_ran_is_pulsed_once(emulator, tmp_path):
     j = Journal(tmp_path / "j.sqlite")
     with Macro(emulator.resource, journal=j) as m:
         j.start_job("q", "program_random", {"region": [0, 3, 0, 8],
-                                           "pulse": [3.0, 1000.0, 100.0]})
+                                           "pulse": [3.0, 1000.0, 100.0],
+                                           "instrument": m.instrument})
         n0 = m.pulse_counter()
         j.begin("PULS:FORM", {"region": [0, 1, 0, 8], "counter_before": n0}, m.instrument,
                 "q", 0)                           # recorded, then the process died
@@ -247,7 +247,7 @@ def test_pending_row_that_never_ran_is_pulsed_once(emulator, tmp_path):
     np.testing.assert_array_equal(emulator.macro.pulse_counts[:3, :8], 1)
     check = [json.loads(o["params"]) for o in j.ops(job_id="q")
              if o["command"] == "RESUME-CHECK"]
-    assert check == [{"row": 0, "op": 1, "how": "counter+read-back", "applied": False,
+    assert check == [{"row": 0, "op": 1, "how": "read-back", "applied": False,
                       "unformed": 0}]
 
 
@@ -263,6 +263,81 @@ def test_partly_formed_row_pulses_only_its_virgin_cells(emulator, tmp_path):
     np.testing.assert_array_equal(emulator.macro.pulse_counts[:6, :8], 1)
     ops = [o for o in j.ops(job_id="p") if o["command"] == "PULS:FORM"]
     assert json.loads(ops[-1]["params"])["region"] == [4, 5, 3, 6]
+
+
+def test_stuck_cells_are_told_from_cells_never_pulsed_by_the_counter(tmp_path):
+    """A row whose pulse is in doubt and reads partly formed: with the counter, the virgin
+    cells are known stuck (the pulse ran) and are not pulsed again."""
+    from lsm.crossbar import DeviceParams, FaultParams
+
+    macro = EmulatedMacro(seed=4, device=DeviceParams(faults=FaultParams(p_stuck_hrs=0.1)))
+    srv = EmulatorServer(0, macro).start()
+    j = Journal(tmp_path / "j.sqlite")
+    limits = Limits(formed_threshold_us=2.0)  # cells stuck at g_hrs (1 uS) read as virgin
+    try:
+        with Macro(srv.resource, journal=j, limits=limits) as m:
+            m.program_random((0, 6, 0, 16), job_id="s", progress=False)
+            rows = [k for k in range(6) if macro.array.stuck[k, :16].any()]
+            assert rows  # the seed puts stuck cells in some of these rows
+            _mark_pending(j, "s", rows[-1:])
+            m.program_random((0, 6, 0, 16), job_id="s", progress=False)
+    finally:
+        srv.stop()
+    np.testing.assert_array_equal(macro.pulse_counts[:6, :16], 1)
+    last = j.last_op("s", rows[-1], command="PULS:%")
+    assert json.loads(last["result"])["stuck"] == [int(c) for c in
+                                                   np.flatnonzero(macro.array.stuck[rows[-1],
+                                                                                    :16])]
+
+
+def test_a_new_job_does_not_form_cells_already_formed(emulator, tmp_path):
+    """A fresh journal or another job id on a formed block: rows are read first, nothing is
+    formed twice (the README's lab snippet: CLI job, then MacroWeights with its own job)."""
+    with Macro(emulator.resource, journal=tmp_path / "a.sqlite") as m:
+        m.program_random((0, 4, 0, 8), job_id="a", progress=False)
+    emulator.macro.array.formed[2, 5:] = False          # three cells never formed
+    emulator.macro.array.g_us[2, 5:] = 0.01
+    emulator.macro.pulse_counts[2, 5:] = 0
+    with Macro(emulator.resource, journal=tmp_path / "b.sqlite") as m:
+        m.program_random((0, 4, 0, 8), job_id="b", progress=False)
+    np.testing.assert_array_equal(emulator.macro.pulse_counts[:4, :8], 1)
+    ops = Journal(tmp_path / "b.sqlite").ops(job_id="b")
+    assert [json.loads(o["params"])["region"] for o in ops if o["command"] == "PULS:FORM"] \
+        == [[2, 3, 5, 8]]
+    assert sum(o["command"] == "ALREADY-FORMED" for o in ops) == 4
+
+
+def test_the_same_job_in_two_processes_at_once_is_refused(emulator, tmp_path):
+    from hw.journal import JobBusy
+
+    j = tmp_path / "j.sqlite"
+    with Journal(j) as other, other.job_lock("twice"), Macro(emulator.resource, journal=j) as m:
+        with pytest.raises(JobBusy, match="'twice' is running in another process"):
+            m.program_random((0, 2, 0, 2), job_id="twice", progress=False)
+    assert emulator.macro.pulse_counts.sum() == 0
+
+
+def test_a_restarted_instrument_has_its_done_rows_read_again(tmp_path):
+    """The pulse counter went back (an emulator restarted with a fresh array): a resumed job
+    checks the rows it had done instead of trusting them."""
+    j = tmp_path / "j.sqlite"
+    srv = EmulatorServer(0, EmulatedMacro(seed=1)).start()
+    try:
+        with Macro(srv.resource, journal=j) as m:
+            m.program_random((0, 3, 0, 4), job_id="r", progress=False, on_chunk=lambda k: (
+                _ for _ in ()).throw(KeyboardInterrupt) if k == 1 else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+    srv = EmulatorServer(0, EmulatedMacro(seed=1)).start()   # a new array, counter at 0
+    try:
+        with Macro(srv.resource, journal=j) as m:
+            m.program_random((0, 3, 0, 4), job_id="r", progress=False)
+        np.testing.assert_array_equal(srv.macro.pulse_counts[:3, :4], 1)
+    finally:
+        srv.stop()
+    assert any(o["command"] == "COUNTER-RESET" for o in Journal(j).ops(job_id="r"))
 
 
 def test_job_without_a_journal_is_refused(emulator):
@@ -357,10 +432,16 @@ def test_macro_weights_read_mode_reproduces_crossbar_weights(tmp_path):
     finally:
         srv.stop()
     sim = LSM(cfg, weights=CrossbarWeights())
-    np.testing.assert_array_equal(chip.w_in, sim.w_in)
-    np.testing.assert_array_equal(chip.w_rec, sim.w_rec)
+    # the same formed conductances; the read that made the weights has its own read noise
+    # (the job reads every row before and after forming it): 0.15 % of G, clipped at 2 sigma
+    g_max = srv.macro.array.conductance().max()
+    tol = cfg.w_in_const * 2 * (2 * 0.0015 * g_max)
+    assert 0 < np.abs(chip.w_in - sim.w_in).max() < tol
+    assert 0 < np.abs(chip.w_rec - sim.w_rec).max() < tol
     x = (np.random.default_rng(0).random((30, 20, 40)) < 0.15).astype(np.uint8)
-    np.testing.assert_array_equal(chip.encode(x, progress=False), sim.encode(x, progress=False))
+    agree = (chip.encode(x, features="binned", progress=False)
+             == sim.encode(x, features="binned", progress=False)).mean()
+    assert agree > 0.99
     assert chip.provenance["source"] == "macro"
 
 
