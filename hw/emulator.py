@@ -97,8 +97,8 @@ class Faults:
     error_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.latency_s >= 0.0:
-            raise ValueError(f"Faults.latency_s must be >= 0, got {self.latency_s!r}")
+        if not 0.0 <= self.latency_s <= 60.0:
+            raise ValueError(f"Faults.latency_s must be in [0, 60] s, got {self.latency_s!r}")
         for name in ("drop_rate", "garble_rate", "disconnect_rate", "error_rate"):
             _check_rate(name, getattr(self, name))
 
@@ -707,8 +707,10 @@ class EmulatorServer(socketserver.ThreadingTCPServer):
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  error_queue_size: int = DEFAULT_ERROR_QUEUE_SIZE) -> None:
-        if not idle_timeout_s > 0:
-            raise ValueError(f"idle_timeout_s must be > 0, got {idle_timeout_s!r}")
+        if not 0 < idle_timeout_s <= 86400:
+            raise ValueError(f"idle_timeout_s must be in (0, 86400] s, got {idle_timeout_s!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer in 0-65535, got {port!r}")
         if int(max_line_bytes) < 64:
             raise ValueError(f"max_line_bytes must be >= 64, got {max_line_bytes!r}")
         if int(max_connections) < 1:

@@ -241,7 +241,7 @@ def export_map(path: str | os.PathLike, g_us: np.ndarray, settings: dict) -> Pat
     from lsm._io import atomic_path, atomic_savez
 
     path = Path(path)
-    if path.suffix in (".h5", ".hdf5"):
+    if path.suffix.lower() in (".h5", ".hdf5"):
         import h5py
 
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:

@@ -175,7 +175,7 @@ class Macro:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self.safe_state(reason=None if exc_type is None else exc_type.__name__)
-        except LinkError as safe_exc:
+        except (LinkError, InstrumentError) as safe_exc:
             if exc is None:
                 raise
             raise SafeStateError(f"{exc_type.__name__}: {exc}; and then {safe_exc}") from exc
@@ -435,9 +435,10 @@ class Macro:
         acc = np.zeros(shape)
         for _ in range(repeats):
             cmd = f"READ:BLOCK? {format_args(r0, r1, c0, c1, float(v_read), 'G')}"
-            acc += self.query_block(cmd, "<f4", shape)
+            g = self.query_block(cmd, "<f4", shape)
+            acc += g
             self._record("READ:BLOCK?", {"region": [r0, r1, c0, c1], "v_read": v_read},
-                         {"mean_us": float(acc.mean())}, "ok")
+                         {"mean_us": float(g.mean())}, "ok")
         return acc / repeats
 
     def vmm(self, rows, cols, inputs: np.ndarray, v_read: float = 0.2) -> np.ndarray:
@@ -481,14 +482,19 @@ class Macro:
         Each round reads the region; a cell outside ``tol_us`` of its target gets a SET (below)
         or RESET (above) pulse whose amplitude starts at ``v_start`` and grows by ``v_step``
         every round the cell stays on that side (reset to ``v_start`` when it crosses over).
-        Amplitudes never exceed the lab limit. Returns convergence statistics and the cells
-        that did not converge.
+        A cell whose next amplitude would exceed the lab's ``max_abs_v`` is given up (reported,
+        never pulsed harder: nothing is clipped). Every setting is checked against the limits
+        before anything is sent. Returns convergence statistics and the cells that did not
+        converge.
         """
         from tqdm.auto import tqdm
 
         from lsm.crossbar import Pulse
 
         r0, r1, c0, c1 = self._region(region)
+        if not (v_start > 0 and v_step >= 0):
+            raise ValueError(f"v_start must be > 0 and v_step >= 0, got {v_start!r}, {v_step!r}")
+        self.limits.check_pulse(v_start, width_ns, compliance_ua)
         t = np.asarray(targets_us, dtype=np.float64)
         if t.shape != (r1 - r0, c1 - c0) or not np.isfinite(t).all():
             raise ValueError(f"targets_us must be finite with shape {(r1 - r0, c1 - c0)}")
@@ -508,7 +514,9 @@ class Macro:
                 if side[i, j] != s:
                     amp[i, j] = v_start
                     side[i, j] = s
-                a = min(amp[i, j], self.limits.max_abs_v)
+                a = amp[i, j]
+                if a > self.limits.max_abs_v:
+                    continue  # given up: the next step would exceed the lab's limit
                 p = (Pulse.set(a, width_ns, compliance_ua) if s < 0
                      else Pulse.reset(-a, width_ns))
                 self.pulse((r0 + i, r0 + i + 1, c0 + j, c0 + j + 1), p)

@@ -27,7 +27,7 @@ import numpy as np
 
 from hw.protocol import BlockError, block_header_length, decode_array, encode_block
 
-__all__ = ["Transport", "InstrumentError", "LinkError", "parse_error"]
+__all__ = ["Transport", "InstrumentError", "LinkError", "parse_error", "check_resource"]
 
 
 class InstrumentError(RuntimeError):
@@ -48,6 +48,23 @@ def parse_error(reply: str) -> tuple[int, str]:
     if len(msg) < 2 or not msg.startswith('"') or not msg.endswith('"'):
         raise ValueError(f"garbled SYST:ERR? reply {reply!r}")
     return int(code), json.loads(msg) if msg.count('"') == 2 else msg.strip('"')
+
+
+def check_resource(resource) -> str:
+    """A VISA resource string, parsed: ValueError naming it when it is not one."""
+    from pyvisa import rname
+
+    if not isinstance(resource, str):
+        raise ValueError(f"VISA resource must be a string, got {resource!r}")
+    try:
+        parsed = rname.parse_resource_name(resource)
+    except rname.InvalidResourceName as exc:
+        raise ValueError(f"invalid VISA resource {resource!r}: {exc}") from None
+    port = getattr(parsed, "port", None)
+    if port is not None and not (str(port).isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"invalid VISA resource {resource!r}: port {port} is not in "
+                         "1-65535")
+    return resource
 
 
 def _link_errors():
@@ -79,7 +96,7 @@ class Transport:
             raise ValueError(f"timeout_ms must be a positive integer, got {timeout_ms!r}")
         if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
             raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
-        self.resource = resource
+        self.resource = check_resource(resource)
         self.timeout_ms = int(timeout_ms)
         self.retries = int(retries)
         self.backend = backend
@@ -109,13 +126,13 @@ class Transport:
         try:
             self._inst = self._rm.open_resource(self.resource, read_termination="\n",
                                                 write_termination="\n", timeout=self.timeout_ms)
-        except (pyvisa.errors.VisaIOError, OSError, ValueError) as exc:
-            self._inst = None
-            raise LinkError(f"cannot open {self.resource}: {exc}") from exc
-        if self.resource.upper().startswith("TCPIP"):
-            _set_nodelay(self._rm, self._inst, pyvisa)
-        # errors queued by an earlier client (or before a reconnection) are not ours
-        self._inst.write("*CLS")
+            if self.resource.upper().startswith("TCPIP"):
+                _set_nodelay(self._rm, self._inst, pyvisa)
+            # errors queued by an earlier client (or before a reconnection) are not ours
+            self._inst.write("*CLS")
+        except Exception as exc:  # noqa: BLE001 - pyvisa-py raises bare Exception on connect
+            self._drop()
+            raise LinkError(f"cannot connect to {self.resource}: {exc}") from exc
 
     def _drop(self) -> None:
         try:
@@ -130,10 +147,10 @@ class Transport:
         self._connect()
 
     def close(self) -> None:
+        # only this session: pyvisa's resource managers of one backend share their library,
+        # and closing one would invalidate the sessions of another Macro in this process
         self._drop()
-        if self._rm is not None:
-            self._rm.close()
-            self._rm = None
+        self._rm = None
 
     # ------------------------------------------------------------------ exchanges
     def _attempts(self, what: str, fn: Callable, retries: int | None = None):
@@ -155,6 +172,8 @@ class Transport:
                         self.reconnect()
                     except LinkError as exc2:
                         last = exc2
+        # a reply may still arrive late on this link: never read it as the next one's
+        self._drop()
         raise LinkError(f"{what}: no valid reply after {retries + 1} attempts ({last})")
 
     def _with_timeout(self, timeout_ms: int | None, fn: Callable):

@@ -312,7 +312,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
               idle_timeout_s=args.idle_timeout_s, max_line_bytes=args.max_line_bytes,
               max_connections=args.max_connections)
     except ValueError as exc:
-        raise CLIError(f"lsm emulator: {exc}") from None
+        raise CLIError(str(exc)) from None
     except OSError as exc:  # address in use, unknown host, no permission
         raise CLIError(f"lsm emulator: cannot listen on {args.host}:{args.port}: {exc}") from None
     return 0
@@ -358,14 +358,39 @@ def _hw_vmm_inputs(path: str, n_rows: int) -> np.ndarray:
 
 
 def _cmd_hw(args: argparse.Namespace) -> int:
-    from hw import InstrumentError, Journal, LimitError, LinkError, Macro
+    import sqlite3
+
+    from hw import DEFAULT_RESOURCE, InstrumentError, Journal, LimitError, LinkError, Macro
     from hw.jobs import JobIncomplete
-    from hw.journal import JobMismatch
+    from hw.journal import JobBusy, JobMismatch
 
     if args.hw_command == "program-random" and not args.journal:
         raise CLIError("lsm hw program-random needs --journal FILE: the journal is what lets a "
                        "re-run resume without pulsing any cell twice")
+    if getattr(args, "job", None) == "":
+        raise CLIError("--job must not be empty")
+    if getattr(args, "last", None) is not None and args.last < 1:
+        raise CLIError(f"--last must be >= 1, got {args.last}")
+    if args.hw_command == "journal":
+        if not args.journal:
+            raise CLIError("lsm hw journal needs --journal FILE")
+        if not Path(args.journal).is_file():
+            raise CLIError(f"--journal {args.journal}: no such journal file")
+    # everything that can be refused is refused before connecting: not a byte goes out
+    from hw import Limits
+
+    limits = Limits.load(args.limits) if args.limits else Limits()
     region = _hw_region(args.region) if hasattr(args, "region") else None
+    if region is not None:
+        limits.check_region(*region)
+    if hasattr(args, "v_read"):
+        limits.check_read(args.v_read)
+    pulse = None
+    if args.hw_command == "program-random":
+        from lsm.crossbar import Pulse
+
+        pulse = Pulse.form(args.amplitude_v, args.width_ns, args.compliance_ua)
+        limits.check_pulse(pulse.amplitude_v, pulse.width_ns, pulse.compliance_ua)
     out = None
     if args.hw_command == "read-map":
         out = _hw_out_path(args.out, (".npz", ".h5", ".hdf5"))
@@ -381,24 +406,23 @@ def _cmd_hw(args: argparse.Namespace) -> int:
             from None
     try:
         if args.hw_command == "journal":
-            if journal is None:
-                raise CLIError("lsm hw journal needs --journal FILE")
             rows = journal.ops(job_id=args.job, limit=args.last)
             for r in rows:
                 print(json.dumps(r))
             if args.job:
-                print(json.dumps({"job": journal.job(args.job),
-                                  "chunks": journal.chunk_status(args.job)}))
+                job = journal.job(args.job)
+                if job is None:
+                    raise CLIError(f"no job {args.job!r} in {args.journal}")
+                chunks = journal.chunk_status(args.job)
+                counts = {st: sum(v == st for v in chunks.values()) for st in set(chunks.values())}
+                print(json.dumps({"job": job, "chunks": counts}))
             return 0
-        with Macro(args.resource, limits=args.limits, journal=journal,
+        with Macro(args.resource, limits=limits, journal=journal,
                    timeout_ms=args.timeout_ms, retries=args.retries) as m:
             if args.hw_command == "idn":
                 print(json.dumps({"idn": m.idn, "geometry": m.geometry, "status": m.status(),
                                   "pulse_counter": m.has_counter}))
             elif args.hw_command == "program-random":
-                from lsm.crossbar import Pulse
-
-                pulse = Pulse.form(args.amplitude_v, args.width_ns, args.compliance_ua)
                 job = args.job or ("form-{}-{}-{}-{}-{}-{}-{}-{}".format(
                     m.idn["serial"], *region, pulse.amplitude_v, pulse.width_ns,
                     pulse.compliance_ua))
@@ -428,8 +452,14 @@ def _cmd_hw(args: argparse.Namespace) -> int:
                 print(json.dumps({"out": str(out), "shape": list(codes.shape)}))
     except (LimitError, JobMismatch, ValueError) as exc:
         raise CLIError(str(exc)) from None
-    except (JobIncomplete, InstrumentError, LinkError) as exc:
-        raise CLIError(str(exc), exit_code=3) from None
+    except (JobIncomplete, InstrumentError, LinkError, JobBusy) as exc:
+        message = str(exc)
+        if "cannot connect" in message and args.resource == DEFAULT_RESOURCE:
+            message += " (is the emulator running? `lsm emulator --port 5025 &`, or give " \
+                       "--resource)"
+        raise CLIError(message, exit_code=3) from None
+    except sqlite3.Error as exc:  # locked by another process for longer than the timeout
+        raise CLIError(f"--journal {args.journal}: {exc}", exit_code=3) from None
     finally:
         if journal is not None:
             journal.close()

@@ -481,4 +481,8 @@ def test_cli_passes_the_server_settings(monkeypatch, capsys):
                               max_line_bytes=4096, max_connections=8)
     monkeypatch.undo()
     assert main(["emulator", "--port", "0", "--idle-timeout-s", "0"]) == 2
-    assert "idle_timeout_s must be > 0" in capsys.readouterr().err
+    assert "idle_timeout_s must be in (0, 86400] s" in capsys.readouterr().err
+    assert main(["emulator", "--port", "99999"]) == 2
+    assert "port must be an integer in 0-65535" in capsys.readouterr().err
+    assert main(["emulator", "--port", "0", "--latency-ms", "inf"]) == 2
+    assert "latency_s must be in [0, 60]" in capsys.readouterr().err
