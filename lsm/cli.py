@@ -358,12 +358,14 @@ def _hw_vmm_inputs(path: str, n_rows: int) -> np.ndarray:
 
 
 def _cmd_hw(args: argparse.Namespace) -> int:
+    import os
     import sqlite3
 
     from hw import DEFAULT_RESOURCE, InstrumentError, Journal, LimitError, LinkError, Macro
     from hw.jobs import JobIncomplete
     from hw.journal import JobBusy, JobMismatch
 
+    args.resource = args.resource or os.environ.get("LSM_HW_RESOURCE") or DEFAULT_RESOURCE
     if args.hw_command == "program-random" and not args.journal:
         raise CLIError("lsm hw program-random needs --journal FILE: the journal is what lets a "
                        "re-run resume without pulsing any cell twice")
@@ -676,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     hw_sub = hwp.add_subparsers(dest="hw_command", required=True)
 
     def hw_args(sp):
-        sp.add_argument("--resource", default="TCPIP0::127.0.0.1::5025::SOCKET")
+        sp.add_argument("--resource", default=None,
+                        help="VISA resource of the controller (default: $LSM_HW_RESOURCE, "
+                             "else the local emulator TCPIP0::127.0.0.1::5025::SOCKET)")
         sp.add_argument("--limits", help="lab limits TOML (see hw/limits.example.toml)")
         sp.add_argument("--journal", help="SQLite lab journal")
         sp.add_argument("--timeout-ms", type=int, default=5000, help="reply timeout, ms")
