@@ -323,6 +323,9 @@ def _hw_region(text: str) -> tuple[int, int, int, int]:
         r0, r1, c0, c1 = (int(v) for v in text.split(","))
     except ValueError:
         raise CLIError(f"--region must be r0,r1,c0,c1 (half-open), got {text!r}") from None
+    if not (0 <= r0 < r1 and 0 <= c0 < c1):
+        raise CLIError(f"--region {text}: rows r0:r1 and columns c0:c1 need 0 <= r0 < r1 and "
+                       "0 <= c0 < c1")
     return r0, r1, c0, c1
 
 
@@ -441,10 +444,10 @@ def _cmd_hw(args: argparse.Namespace) -> int:
                             "v_read": args.v_read, "resource": args.resource}
                 export_map(out, g, settings)
                 png = _map_png(g, out.with_suffix(".png"), settings)
-                conductance_histogram(g, out.with_suffix(".hist.png"),
-                                      title=f"read map {region}")
-                print(json.dumps({"out": str(out), "png": str(png), "mean_us": float(g.mean()),
-                                  "std_us": float(g.std())}))
+                hist = conductance_histogram(g, out.with_suffix(".hist.png"),
+                                             title=f"read map {region}")
+                print(json.dumps({"out": str(out), "png": str(png), "hist_png": str(hist),
+                                  "mean_us": float(g.mean()), "std_us": float(g.std())}))
             elif args.hw_command == "vmm":
                 from lsm._io import atomic_savez
 

@@ -487,8 +487,14 @@ def test_cli_hw_commands(emulator, tmp_path, capsys):
     assert main(["hw", "journal", "--job", "c", *r[2:]]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert json.loads(lines[-1])["job"]["status"] == "done"
+    rx = emulator.macro.rx
     assert main(["hw", "program-random", "--amplitude-v", "9", *r]) == 2
     assert "max_abs_v" in capsys.readouterr().err
+    assert main(["hw", "read-map", "--region", "0,600,0,8", "--limits", str(tmp_path / "l.toml"),
+                 *r]) == 2   # no such file
+    assert main(["hw", "read-map", "--region", "0,8,8,0", *r]) == 2
+    assert "0 <= c0 < c1" in capsys.readouterr().err
+    assert emulator.macro.rx == rx   # refused before connecting: not a byte went out
 
 
 @pytest.mark.chip
