@@ -67,7 +67,10 @@ def run_until_done(resource, journal_path, job_id, seed, use_counter=True, max_r
                   use_counter=use_counter)
         try:
             m.open()
-            if rng.random() < p_kill:
+            if run == 0:   # every campaign is killed once, mid-job (~5 exchanges a row)
+                arm_kill(m, int(rng.integers(3, 5 * (REGION[1] - REGION[0]))),
+                         bool(rng.random() < 0.5))
+            elif rng.random() < p_kill:
                 arm_kill(m, int(rng.integers(1, 60)), bool(rng.random() < 0.5))
             m.program_random(REGION, job_id=job_id, progress=False)
             m.safe_state()
@@ -115,6 +118,7 @@ def test_fault_campaign(tmp_path, faults, rate):
     try:
         runs, kills, incomplete = run_until_done(server.resource, tmp_path / "j.sqlite", "camp",
                                                  seed)
+        assert kills >= 1
         assert_exactly_once(server, tmp_path / "j.sqlite", "camp")
     finally:
         server.stop()
