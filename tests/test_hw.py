@@ -680,3 +680,20 @@ def test_bad_input_to_lsm_hw_is_an_error_not_a_traceback(tmp_path, capsys, emula
         assert err.startswith("lsm: error: ") and text in err, (name, err)
         assert sorted(p.name for p in tmp_path.rglob("*")) == before, name  # nothing written
     assert emulator.macro.pulse_counts.sum() == 0
+
+
+def test_an_instrument_without_the_pulse_counter(monkeypatch, tmp_path):
+    """A protocol 1.0 instrument (no PULS:COUN?): the driver never asks for the counter and
+    resolves FORM pulses by reading the cells back."""
+    import hw.emulator
+
+    monkeypatch.setattr(hw.emulator, "PROTOCOL_VERSION", "1.0")
+    srv = EmulatorServer(0, EmulatedMacro(seed=1)).start()
+    try:
+        with Macro(srv.resource, journal=tmp_path / "j.sqlite") as m:
+            assert m.idn["protocol"] == "1.0" and not m.has_counter
+            m.program_random((0, 4, 0, 6), job_id="old", progress=False)
+        assert not any(line.startswith("PULS:COUN?") for line in srv.macro.log)
+        np.testing.assert_array_equal(srv.macro.pulse_counts[:4, :6], 1)
+    finally:
+        srv.stop()
