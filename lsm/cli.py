@@ -368,7 +368,8 @@ def _cmd_hw(args: argparse.Namespace) -> int:
     from hw.jobs import JobIncomplete
     from hw.journal import JobBusy, JobMismatch
 
-    args.resource = args.resource or os.environ.get("LSM_HW_RESOURCE") or DEFAULT_RESOURCE
+    args.resource = (getattr(args, "resource", None) or os.environ.get("LSM_HW_RESOURCE")
+                     or DEFAULT_RESOURCE)
     if args.hw_command == "program-random" and not args.journal:
         raise CLIError("lsm hw program-random needs --journal FILE: the journal is what lets a "
                        "re-run resume without pulsing any cell twice")
@@ -384,7 +385,7 @@ def _cmd_hw(args: argparse.Namespace) -> int:
     # everything that can be refused is refused before connecting: not a byte goes out
     from hw import Limits
 
-    limits = Limits.load(args.limits) if args.limits else Limits()
+    limits = Limits.load(args.limits) if getattr(args, "limits", None) else Limits()
     region = _hw_region(args.region) if hasattr(args, "region") else None
     if region is not None:
         limits.check_region(*region)
@@ -564,8 +565,37 @@ def _cmd_crossbar_vmm_error(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default when it has one worth showing (not None, not a flag's False)."""
+
+    def _get_help_string(self, action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """No prefix matching (``--seed`` must never run as ``--seeds``); help shows defaults.
+    Subcommand parsers are of the same class."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+EXAMPLES = """examples:
+  lsm demo                                      offline twins -> supervised and zero-shot results
+  lsm data make-twin nmnist --out twins/nmnist  an offline N-MNIST twin in the real format
+  lsm train --dataset nmnist --root twins/nmnist --seeds 3
+  lsm emulator --port 5025 &                    the emulated macro; then: lsm hw idn
+  lsm --debug encode events.npz --out f.npz     show the traceback of an error
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lsm", description="Liquid state machines on RRAM weights.")
+    p = _Parser(prog="lsm", description="Liquid state machines on RRAM weights.",
+                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true",
                    help="on an error, show the Python traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -680,42 +710,50 @@ def build_parser() -> argparse.ArgumentParser:
     hwp = sub.add_parser("hw", help="drive the macro over VISA (default: local emulator)")
     hw_sub = hwp.add_subparsers(dest="hw_command", required=True)
 
-    def hw_args(sp):
+    region_help = "rows r0:r1 and columns c0:c1 of the array, half-open, as r0,r1,c0,c1"
+
+    def hw_args(sp, instrument=True):
+        sp.add_argument("--journal", help="SQLite lab journal (every pulse and read)")
+        sp.set_defaults(func=_cmd_hw)
+        if not instrument:
+            return
         sp.add_argument("--resource", default=None,
                         help="VISA resource of the controller (default: $LSM_HW_RESOURCE, "
                              "else the local emulator TCPIP0::127.0.0.1::5025::SOCKET)")
-        sp.add_argument("--limits", help="lab limits TOML (see hw/limits.example.toml)")
-        sp.add_argument("--journal", help="SQLite lab journal")
+        sp.add_argument("--limits", help="lab limits TOML (see hw/limits.example.toml; default: "
+                                         "the built-in ones, the same values)")
         sp.add_argument("--timeout-ms", type=int, default=5000, help="reply timeout, ms")
         sp.add_argument("--retries", type=int, default=3,
                         help="extra attempts of a read-only query over a fresh connection")
-        sp.set_defaults(func=_cmd_hw)
 
     hw_args(hw_sub.add_parser("idn", help="identify the instrument"))
-    pr = hw_sub.add_parser("program-random", help="form a region (resumable with --job)")
-    pr.add_argument("--region", default="0,456,0,400", help="r0,r1,c0,c1")
-    pr.add_argument("--job", help="job id: rerun with the same id to resume")
-    pr.add_argument("--amplitude-v", type=float, default=3.0)
-    pr.add_argument("--width-ns", type=float, default=1000.0)
-    pr.add_argument("--compliance-ua", type=float, default=100.0)
-    pr.add_argument("--no-progress", action="store_true")
+    pr = hw_sub.add_parser("program-random", help="form a region, verified and resumable: "
+                                                  "re-run with the same --job to resume")
+    pr.add_argument("--region", default="0,456,0,400", help=region_help)
+    pr.add_argument("--job", help="job id (default: from the instrument, region and pulse)")
+    pr.add_argument("--amplitude-v", type=float, default=3.0, help="FORM amplitude, V")
+    pr.add_argument("--width-ns", type=float, default=1000.0, help="FORM pulse width, ns")
+    pr.add_argument("--compliance-ua", type=float, default=100.0, help="compliance current, uA")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
     hw_args(pr)
-    rm = hw_sub.add_parser("read-map", help="read a conductance map; .npz/.h5 + PNG")
-    rm.add_argument("--region", default="0,456,0,400")
-    rm.add_argument("--repeats", type=int, default=1)
-    rm.add_argument("--v-read", type=float, default=0.2)
-    rm.add_argument("--out", default="read_map.npz")
+    rm = hw_sub.add_parser("read-map", help="read a conductance map; .npz/.h5 + PNGs")
+    rm.add_argument("--region", default="0,456,0,400", help=region_help)
+    rm.add_argument("--repeats", type=int, default=1, help="reads averaged per cell")
+    rm.add_argument("--v-read", type=float, default=0.2, help="read voltage, V")
+    rm.add_argument("--out", default="read_map.npz",
+                    help="map file (.npz, .h5 or .hdf5); the PNGs are written beside it")
     hw_args(rm)
-    vm = hw_sub.add_parser("vmm", help="multiply binary inputs (.npz 'inputs') in the array")
-    vm.add_argument("inputs")
-    vm.add_argument("--region", default="0,456,0,400")
-    vm.add_argument("--v-read", type=float, default=0.2)
-    vm.add_argument("--out", default="vmm_codes.npz")
+    vm = hw_sub.add_parser("vmm", help="multiply binary inputs in the array: ADC codes")
+    vm.add_argument("inputs", help=".npz holding 'inputs': 0/1 spikes, (n_vectors, region rows)")
+    vm.add_argument("--region", default="0,456,0,400", help=region_help)
+    vm.add_argument("--v-read", type=float, default=0.2, help="read voltage of the inputs, V")
+    vm.add_argument("--out", default="vmm_codes.npz", help=".npz receiving 'codes'")
     hw_args(vm)
-    jn = hw_sub.add_parser("journal", help="print journal entries (JSON lines)")
-    jn.add_argument("--job")
-    jn.add_argument("--last", type=int)
-    hw_args(jn)
+    jn = hw_sub.add_parser("journal", help="print journal records (JSON lines), then a job's "
+                                           "row counts")
+    jn.add_argument("--job", help="only this job's records")
+    jn.add_argument("--last", type=int, help="only the last N records")
+    hw_args(jn, instrument=False)
 
     xb = sub.add_parser("crossbar", help="the simulated RRAM crossbar")
     xb_sub = xb.add_subparsers(dest="crossbar_command", required=True)

@@ -674,7 +674,8 @@ def test_bad_input_to_lsm_hw_is_an_error_not_a_traceback(tmp_path, capsys, emula
 
     for name, argv, text in _hw_cli_cases(tmp_path):
         before = sorted(p.name for p in tmp_path.rglob("*"))
-        code = main(["hw", *argv, "--resource", emulator.resource])
+        extra = [] if argv[0] == "journal" else ["--resource", emulator.resource]
+        code = main(["hw", *argv, *extra])
         err = capsys.readouterr().err
         assert code == 2, (name, err)
         assert err.startswith("lsm: error: ") and text in err, (name, err)

@@ -108,8 +108,9 @@ def nmnist(root: str | os.PathLike, split: str = "train", on_bad_sample: str = "
     if not base.is_dir():
         raise FileNotFoundError(
             f"{base}: no {SPLIT_FOLDERS[split]} folder; expected the N-MNIST layout "
-            f"{root}/{SPLIT_FOLDERS[split]}/<digit>/*.bin (download with `--download`, or make "
-            "an offline twin with `lsm data make-twin nmnist`)"
+            f"{root}/{SPLIT_FOLDERS[split]}/<digit>/*.bin (download it with `lsm data download "
+            f"nmnist --root {root}`, or make an offline twin with `lsm data make-twin nmnist "
+            f"--out {root}`)"
         )
     paths, labels, skipped = [], [], []
     keep = None if digits is None else {int(d) for d in digits}
@@ -207,8 +208,9 @@ def ntidigits(path: str | os.PathLike, split: str = "train", single_digits: bool
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; N-TIDIGITS is one .hdf5 file")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such N-TIDIGITS file (download with `--download`, "
-                                "or make an offline twin with `lsm data make-twin ntidigits`)")
+        raise FileNotFoundError(f"{path}: no such N-TIDIGITS file (download it with `lsm data "
+                                f"download ntidigits --root {path.parent}`, or make an offline "
+                                f"twin with `lsm data make-twin ntidigits --out {path}`)")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
