@@ -50,7 +50,7 @@ def seed_curves(nmnist_root, ntidigits_path, seed: int, cfg: ZeroShotConfig, cac
         curves.setdefault(candidate, []).append(
             retrieval(za, unseen_a.labels, zv, unseen_v.labels, ks=(1,))["top1"])
 
-    model, _ = fit(train_v, train_a, cfg, seed, on_epoch=spy)
+    model, _ = fit(train_v, train_a, cfg, seed, on_epoch=spy, progress=True)
     honest = evaluate(model, test_v, test_a, cfg)
     block, direction, metric = METRIC
     all_curves = np.array([curves[k] for k in sorted(curves)])

@@ -124,14 +124,14 @@ def program_random(macro: Macro, region, pulse=None, job_id: str | None = None,
 
 
 def _run_rows(macro, region, pulse, job_id, status, progress, on_chunk, max_attempts) -> str:
-    from tqdm.auto import tqdm
+    from lsm.progress import progress_bar
 
     journal = macro.journal
     r0, r1, c0, c1 = region
     unresolved, failed = [], []
     k = 0
     try:
-        for k in tqdm(range(r1 - r0), desc=f"program_random {job_id}", unit="row",
+        for k in progress_bar(range(r1 - r0), desc=f"program_random {job_id}", unit="row",
                       disable=not progress, mininterval=1.0):
             st = status.get(k)
             if st == "done":

@@ -487,9 +487,8 @@ class Macro:
         before anything is sent. Returns convergence statistics and the cells that did not
         converge.
         """
-        from tqdm.auto import tqdm
-
         from lsm.crossbar import Pulse
+        from lsm.progress import progress_bar
 
         r0, r1, c0, c1 = self._region(region)
         if not (v_start > 0 and v_step >= 0):
@@ -503,7 +502,7 @@ class Macro:
         pulses = np.zeros(t.shape, dtype=np.int64)
         done = np.zeros(t.shape, dtype=bool)
         it = 0
-        for it in tqdm(range(max_iter), desc="program_verify", disable=not progress):  # noqa: B007
+        for it in progress_bar(range(max_iter), desc="program_verify", disable=not progress):  # noqa: B007
             g = self.read_map((r0, r1, c0, c1))
             err = g - t
             done = np.abs(err) <= tol_us

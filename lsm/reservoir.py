@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse
-from tqdm.auto import tqdm
 
 from lsm._validate import array_bytes, check_memory
 from lsm.config import LSMConfig
 from lsm.events import EventBatch
 from lsm.kernels import RESET_CODES, lif_events
+from lsm.progress import progress_bar
 from lsm.weights import WeightSet, as_weight_source, check_weights
 
 __all__ = ["LSM", "FEATURES", "BACKENDS"]
@@ -200,7 +200,7 @@ class LSM:
         spikes = (np.zeros((n, c.n_bins, c.n_neurons), dtype=np.uint8) if record
                   else np.zeros((0, 0, 0), dtype=np.uint8))
         torch_state = self._torch_state(device) if backend == "torch" else None
-        with tqdm(total=n, desc=f"encode ({backend})", unit="sample", disable=not progress,
+        with progress_bar(total=n, desc=f"encode ({backend})", unit="sample", disable=not progress,
                   leave=False) as bar:
             for lo in range(0, n, batch_size):
                 hi = min(n, lo + batch_size)

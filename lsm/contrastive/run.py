@@ -68,7 +68,7 @@ def run_zeroshot(nmnist_root, ntidigits_path, seeds: int = 3, cfg: ZeroShotConfi
     for seed in range(seeds):
         data, cfgs, provs = encode_modalities(nmnist_root, ntidigits_path, seed,
                                               weights_factory, cache, progress)
-        res = zeroshot_protocol(*data["train"], *data["test"], cfg, seed=seed)
+        res = zeroshot_protocol(*data["train"], *data["test"], cfg, seed=seed, progress=progress)
         per_seed.append({"seed": seed, "metrics": res["metrics"], "selected": res["selected"],
                          "sizes": res["sizes"], "candidates": res["model"].candidates,
                          "weights": [provs[0].get("source"), provs[1].get("source")]})

@@ -90,8 +90,6 @@ def bench_train_cost(nmnist_root, ntidigits_path, cfg: ZeroShotConfig | None = N
                      seed: int = 0, max_srnn_epochs: int = 40, max_srnn_seconds: float = 300.0,
                      max_samples: int | None = None, progress: bool = True) -> dict:
     """Train both pipelines on the same data; return costs and ratios."""
-    from tqdm.auto import tqdm
-
     from lsm.data import (
         load_streams,
         nmnist,
@@ -99,6 +97,7 @@ def bench_train_cost(nmnist_root, ntidigits_path, cfg: ZeroShotConfig | None = N
         ntidigits,
         ntidigits_preprocessing,
     )
+    from lsm.progress import progress_bar
     from lsm.reservoir import LSM
 
     cfg = cfg or ZeroShotConfig()
@@ -157,7 +156,7 @@ def bench_train_cost(nmnist_root, ntidigits_path, cfg: ZeroShotConfig | None = N
     srnn_pair_macs = 3 * (enc_v.macs_per_sample() + enc_a.macs_per_sample() + head_macs)
     t_srnn, srnn_macs, best_srnn, reached, epochs = 0.0, 0, -1.0, False, 0
     curve = []
-    bar = tqdm(range(max_srnn_epochs), desc="spiking RNN (BPTT)", disable=not progress)
+    bar = progress_bar(range(max_srnn_epochs), desc="spiking RNN (BPTT)", disable=not progress)
     for epoch in bar:
         t0 = time.perf_counter()
         vi, ai = epoch_pairs(lab_v[idx_tv], lab_a[idx_ta], rng)

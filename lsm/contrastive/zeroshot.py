@@ -31,6 +31,7 @@ import torch
 from lsm.contrastive.heads import ProjectionHead
 from lsm.contrastive.losses import LOSSES, Temperature, check_temperature
 from lsm.contrastive.metrics import prototype_classification, retrieval, retrieval_chance
+from lsm.progress import progress_bar
 
 __all__ = ["ModalityData", "ZeroShotConfig", "ZeroShotModel", "SELECTIONS", "validate_inputs",
            "epoch_pairs", "train_heads", "class_folds", "split_validation", "validation_mask",
@@ -208,7 +209,7 @@ def _val_score(vision, audio, val_v: ModalityData, val_a: ModalityData) -> float
 
 def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: int,
                 temperature: float, seed: int, on_epoch=None,
-                keep_epoch: int | None = None) -> ZeroShotModel:
+                keep_epoch: int | None = None, bar=None) -> ZeroShotModel:
     """Train one pair of heads (one embedding size, one temperature) for ``cfg.epochs``; keep
     the epoch with the best validation retrieval, or epoch ``keep_epoch`` when given (then
     ``val_v`` and ``val_a`` may be None). Reads only the training and validation parts.
@@ -216,6 +217,7 @@ def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: 
     ``on_epoch(epoch, vision_head, audio_head)``, when given, is called after every epoch with
     the heads in eval mode; it observes and must not train. The protocol never passes one
     (``examples/selection_bias.py`` uses it to measure what selecting on the test set does).
+    ``bar``, when given, is a progress bar advanced by one per epoch.
     """
     if keep_epoch is None and (val_v is None or val_a is None):
         raise ValueError("train_heads needs validation data (val_v, val_a) or a keep_epoch")
@@ -259,6 +261,8 @@ def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: 
         if on_epoch is not None:
             with torch.no_grad():
                 on_epoch(epoch, vision, audio)
+        if bar is not None:
+            bar.update(1)
         keep = epoch == keep_epoch if keep_epoch is not None else score > best[0]
         if keep:
             best = (score if val_v is not None else float("nan"), epoch,
@@ -270,7 +274,7 @@ def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: 
 
 
 def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroShotConfig(),
-        seed: int = 0, on_epoch=None) -> tuple[ZeroShotModel, dict]:
+        seed: int = 0, on_epoch=None, progress: bool = False) -> tuple[ZeroShotModel, dict]:
     """Train heads on the seen classes of the training data and select on validation
     (``cfg.selection``, see the module text).
 
@@ -287,6 +291,8 @@ def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroSho
         ``on_epoch(candidate, epoch, vision_head, audio_head)`` after every epoch of each
         training whose heads can be returned (every candidate with ``"seen_samples"``, the
         final training with ``"held_out_classes"``); it observes, it must not train.
+    progress : bool
+        Show a progress bar over every epoch of every training (plain lines off a terminal).
 
     Returns
     -------
@@ -299,13 +305,20 @@ def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroSho
     validate_inputs(vision, audio, cfg.seen)
     rng = np.random.default_rng(seed)
     grid = list(itertools.product(cfg.embed_dims, cfg.temperatures))
+    trainings = len(grid) * (1 if cfg.selection == "seen_samples" else cfg.n_class_folds + 1)
+    with progress_bar(total=trainings * cfg.epochs, desc=f"heads (seed {seed})", unit="epoch",
+                      disable=not progress, leave=False) as bar:
+        return _fit(vision, audio, cfg, seed, on_epoch, rng, grid, bar)
+
+
+def _fit(vision, audio, cfg, seed, on_epoch, rng, grid, bar):
     if cfg.selection == "seen_samples":
         tv, va = split_validation(vision.classes(cfg.seen), cfg.val_fraction, rng)
         ta, aa = split_validation(audio.classes(cfg.seen), cfg.val_fraction, rng)
         best, candidates = None, []
         for k, (dim, temp) in enumerate(grid):
             hook = None if on_epoch is None else (lambda e, v, a, k=k: on_epoch(k, e, v, a))
-            m = train_heads(tv, ta, va, aa, cfg, dim, temp, seed * 1000 + k, hook)
+            m = train_heads(tv, ta, va, aa, cfg, dim, temp, seed * 1000 + k, hook, bar=bar)
             candidates.append({"embed_dim": dim, "temperature": temp, "val_score": m.val_score,
                                "best_epoch": m.best_epoch})
             if best is None or m.val_score > best.val_score:
@@ -326,7 +339,7 @@ def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroSho
         for f, fold in enumerate(folds):
             rest = [c for c in cfg.seen if c not in fold]
             m = train_heads(sv.classes(rest), sa.classes(rest), sv.classes(fold),
-                            sa.classes(fold), cfg, dim, temp, seed * 1000 + 10 * k + f)
+                            sa.classes(fold), cfg, dim, temp, seed * 1000 + 10 * k + f, bar=bar)
             curves.append(m.curves["val"])
         mean_curve = np.mean(curves, axis=0)
         # ties (a saturated score) go to the latest epoch: as good on held-out classes, and
@@ -340,7 +353,7 @@ def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroSho
     chosen = candidates[best_k]
     hook = None if on_epoch is None else (lambda e, v, a: on_epoch(best_k, e, v, a))
     model = train_heads(sv, sa, None, None, cfg, chosen["embed_dim"], chosen["temperature"],
-                        seed * 1000 + 999, hook, keep_epoch=chosen["best_epoch"])
+                        seed * 1000 + 999, hook, keep_epoch=chosen["best_epoch"], bar=bar)
     model.val_score = chosen["val_score"]
     model.curves["val"] = chosen["val_curve"]
     model.candidates = candidates
@@ -382,9 +395,10 @@ def evaluate(model: ZeroShotModel, vision: ModalityData, audio: ModalityData,
 
 def zeroshot_protocol(train_vision: ModalityData, train_audio: ModalityData,
                       test_vision: ModalityData, test_audio: ModalityData,
-                      cfg: ZeroShotConfig = ZeroShotConfig(), seed: int = 0) -> dict:
+                      cfg: ZeroShotConfig = ZeroShotConfig(), seed: int = 0,
+                      progress: bool = False) -> dict:
     """fit on the training splits, then evaluate once on the test splits."""
-    model, sizes = fit(train_vision, train_audio, cfg, seed)
+    model, sizes = fit(train_vision, train_audio, cfg, seed, progress=progress)
     metrics = evaluate(model, test_vision, test_audio, cfg)
     return {"model": model, "sizes": sizes, "metrics": metrics,
             "selected": {"embed_dim": model.embed_dim, "temperature": model.temperature,

@@ -44,7 +44,7 @@ def vmm_error_sweep(read_noise_rel=(0.0, 0.0015, 0.005, 0.01, 0.02),
     -------
     dict with ``relative_rms_error[bits][noise]`` = rms(error) / rms(ideal).
     """
-    from tqdm.auto import tqdm
+    from lsm.progress import progress_bar
 
     device = device if device is not None else DeviceParams()
     m = DifferentialMapping(n_inputs, n_neurons)
@@ -52,7 +52,7 @@ def vmm_error_sweep(read_noise_rel=(0.0, 0.0015, 0.005, 0.01, 0.02),
     x = (rng.random((n_vectors, m.rows_needed)) < activity).astype(np.uint8)
     rows, cols = m.region.rows, m.region.cols
     errors = np.zeros((len(adc_bits), len(read_noise_rel)))
-    bar = tqdm(total=errors.size, desc="vmm-error", disable=not progress, leave=False)
+    bar = progress_bar(total=errors.size, desc="vmm-error", disable=not progress, leave=False)
     ideal = None
     for j, noise in enumerate(read_noise_rel):
         dev = dataclasses.replace(device, read=dataclasses.replace(device.read,

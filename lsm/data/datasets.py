@@ -292,16 +292,15 @@ def _ntidigits_ids(f, split: str, path: Path) -> list:
 
 # ---------------------------------------------------------------------- downloads
 def _fetch(url: str, dest: Path, md5: str, timeout_s: float = 30.0) -> Path:
-    from tqdm.auto import tqdm
-
     from lsm._io import atomic_path
+    from lsm.progress import progress_bar
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.md5()
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp, atomic_path(dest) as tmp:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with open(tmp, "wb") as fh, tqdm(total=total, unit="B", unit_scale=True,
+            with open(tmp, "wb") as fh, progress_bar(total=total, unit="B", unit_scale=True,
                                               desc=dest.name) as bar:
                 while chunk := resp.read(1 << 20):
                     fh.write(chunk)

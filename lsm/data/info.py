@@ -25,12 +25,12 @@ def open_dataset(path: str | os.PathLike, split: str = "train", on_bad_sample: s
 
 def dataset_info(ds, progress: bool = True) -> dict:
     """Per-class counts, events per sample and durations; unreadable samples are counted."""
-    from tqdm.auto import tqdm
+    from lsm.progress import progress_bar
 
     n_events, durations, bad = [], [], list(ds.skipped)
     it = ds.iter_events() if hasattr(ds, "iter_events") else (
         (i, _safe_get(ds, i)) for i in range(len(ds)))
-    for i, ev in tqdm(it, total=len(ds), desc="scan", disable=not progress, leave=False):
+    for i, ev in progress_bar(it, total=len(ds), desc="scan", disable=not progress, leave=False):
         if isinstance(ev, BadSampleError):
             bad.append((ds.sample_ids[i], str(ev)))
             continue

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lsm.data.cache import FeatureCache, as_cache, cache_key
 from lsm.data.datasets import ON_BAD_SAMPLE
 from lsm.data.formats import BadSampleError
 from lsm.data.transforms import Preprocessing
 from lsm.events import EventBatch
+from lsm.progress import progress_bar
 
 __all__ = ["StreamSet", "EncodedSet", "load_streams", "encode_dataset"]
 
@@ -62,7 +62,7 @@ def load_streams(dataset, preprocessing: Preprocessing, on_bad_sample: str = "er
     streams, labels, ids = [], [], []
     skipped = list(getattr(dataset, "skipped", []))
     all_ids = dataset.sample_ids
-    for i, ev in tqdm(_iter_raw(dataset), total=len(dataset), desc="read + preprocess",
+    for i, ev in progress_bar(_iter_raw(dataset), total=len(dataset), desc="read + preprocess",
                       unit="sample", disable=not progress, leave=False):
         if not isinstance(ev, BadSampleError):
             try:

@@ -211,9 +211,9 @@ def make_nmnist_twin(out: str | os.PathLike, n_train: int | None = 600,
     camera noise comes from its own child seed, so the output is the same for the same seed.
     """
     from sklearn.datasets import load_digits
-    from tqdm.auto import tqdm
 
     from lsm._io import check_output_dir
+    from lsm.progress import progress_bar
 
     check_output_dir(out, "twin folder")
     digits = load_digits()
@@ -228,7 +228,7 @@ def make_nmnist_twin(out: str | os.PathLike, n_train: int | None = 600,
     seeds = np.random.SeedSequence(seed).spawn(n_train + n_test)
     counts = []
     jobs = [("Train", k) for k in range(n_train)] + [("Test", k) for k in range(n_test)]
-    for (split, k), ss in tqdm(list(zip(jobs, seeds, strict=True)), desc="N-MNIST twin",
+    for (split, k), ss in progress_bar(list(zip(jobs, seeds, strict=True)), desc="N-MNIST twin",
                                unit="digit", disable=not progress):
         idx = order[k if split == "Train" else n_train + k]
         label = int(digits.target[idx])

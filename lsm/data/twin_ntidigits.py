@@ -242,10 +242,9 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     ``test_fraction`` of them form the test split. Sample ids are
     ``"<speaker>-<take>-<label>"`` with label in 'o', '1'..'9', 'z'.
     """
-    from tqdm.auto import tqdm
-
     from lsm._io import check_output_file
     from lsm._validate import check_int
+    from lsm.progress import progress_bar
 
     check_output_file(out, "twin file")
     check_int("make_ntidigits_twin", "takes", takes, 1)
@@ -271,7 +270,7 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     counts = []
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(processes=min(workers, len(chunks)), maxtasksperchild=1) as pool, \
-            tqdm(total=len(jobs), desc="N-TIDIGITS twin", unit="utterance",
+            progress_bar(total=len(jobs), desc="N-TIDIGITS twin", unit="utterance",
                  disable=not progress) as bar:
         for results in pool.imap(partial(_synthesise_chunk, cochlea=cochlea, seed=seed), chunks):
             for (s, _take, _lab), sample_id, ch, t in results:
