@@ -197,10 +197,11 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     from lsm._io import check_output_file
     from lsm.data.info import dataset_info, open_dataset, plot_samples
 
-    check_output_file(args.out, "--out")
+    out = args.out or f"{Path(args.path).stem or 'dataset'}_{args.split}_samples.png"
+    check_output_file(out, "--out")
     ds = open_dataset(args.path, args.split, on_bad_sample="skip")
     info = dataset_info(ds, progress=not args.no_progress)
-    info["png"] = str(plot_samples(ds, args.out))
+    info["png"] = str(plot_samples(ds, out))
     _print_result(info, args.json)
     return 0
 
@@ -808,7 +809,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "PNG of a few samples")
     di.add_argument("path", help="N-MNIST folder or N-TIDIGITS .hdf5 file")
     di.add_argument("--split", choices=["train", "test"], default="train")
-    di.add_argument("--out", default="dataset_samples.png")
+    di.add_argument("--out", help="PNG of a few samples (default: <dataset name>_<split>_"
+                                  "samples.png in the current folder)")
     di.add_argument("--json", action="store_true")
     di.add_argument("--no-progress", action="store_true")
     di.set_defaults(func=_cmd_data_info)

@@ -205,7 +205,9 @@ def test_download_checksum_and_offline_message(tmp_path):
     assert not (tmp_path / "dl" / "bad.bin").exists()
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["file.bin"]
     with pytest.raises(DownloadError, match="looks offline"):
-        _fetch("http://127.0.0.1:9/n-mnist.zip", tmp_path / "x.zip", md5, timeout_s=5)
+        _fetch("http://127.0.0.1:9/n-mnist.zip", tmp_path / "new" / "dir" / "x.zip", md5,
+               timeout_s=5)
+    assert not (tmp_path / "new").exists()  # a failed download leaves no empty folders
 
 
 # ---------------------------------------------------------------- twins

@@ -8,6 +8,7 @@ reads the HDF5 file. Nothing is downloaded unless asked (:func:`download_nmnist`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import urllib.error
@@ -292,11 +293,23 @@ def _ntidigits_ids(f, split: str, path: Path) -> list:
 
 # ---------------------------------------------------------------------- downloads
 def _fetch(url: str, dest: Path, md5: str, timeout_s: float = 30.0) -> Path:
+
+    made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.md5()
+    try:
+        return _fetch_into(url, dest, md5, timeout_s, digest)
+    except BaseException:
+        for folder in made:  # a failed download leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _fetch_into(url: str, dest: Path, md5: str, timeout_s: float, digest) -> Path:
     from lsm._io import atomic_path
     from lsm.progress import progress_bar
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.md5()
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp, atomic_path(dest) as tmp:
             total = int(resp.headers.get("Content-Length") or 0) or None
