@@ -99,9 +99,30 @@ def _read_inputs(path: Path, cfg):
                 f"arrays 'offsets', 'bins', 'channels'; found {sorted(keys)}"
             )
     except ValueError as exc:
-        raise CLIError(f"{path}: {exc}") from None
+        raise CLIError(f"{path}: {exc}{_preset_hint(data, cfg)}") from None
     labels = check_labels(data["labels"], len(events), str(path)) if "labels" in keys else None
     return events, labels
+
+
+def _preset_hint(data: dict, cfg) -> str:
+    """When the inputs do not fit the config but fit another preset's shape, say which."""
+    from lsm.config import LSMConfig
+
+    exact = "raster" in data
+    if exact and data["raster"].ndim == 3:
+        n_bins, n_inputs = data["raster"].shape[1:]
+    elif not exact and "bins" in data and "channels" in data and data["bins"].size and \
+            data["bins"].dtype.kind in "iu" and data["channels"].dtype.kind in "iu":
+        n_bins, n_inputs = int(data["bins"].max()) + 1, int(data["channels"].max()) + 1
+    else:
+        return ""
+    for name, preset in (("nmnist", LSMConfig.nmnist()), ("ntidigits", LSMConfig.ntidigits())):
+        fits = ((n_bins, n_inputs) == (preset.n_bins, preset.n_inputs) if exact else
+                n_bins <= preset.n_bins and n_inputs <= preset.n_inputs)
+        if fits and (preset.n_bins, preset.n_inputs) != (cfg.n_bins, cfg.n_inputs):
+            return (f" (these inputs fit the {name} encoder, {preset.n_bins} bins x "
+                    f"{preset.n_inputs} channels: try --preset {name})")
+    return ""
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:

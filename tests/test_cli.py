@@ -151,3 +151,19 @@ def test_crossbar_verify_cli(capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["cells"] == 1024 and r["converged_fraction"] >= 0.97
     assert r["failed"] == round((1 - r["converged_fraction"]) * 1024)
+
+
+def test_inputs_of_the_other_dataset_suggest_its_preset(tmp_path, capsys):
+    from lsm.cli import main
+
+    np.savez(tmp_path / "audio.npz", offsets=np.array([0, 3]), bins=np.array([0, 60, 128]),
+             channels=np.array([1, 5, 63]))
+    np.savez(tmp_path / "raster.npz", raster=np.zeros((2, 129, 64), np.uint8))
+    np.savez(tmp_path / "odd.npz", raster=np.zeros((2, 40, 64), np.uint8))
+    for name, hint in (("audio", True), ("raster", True), ("odd", False)):
+        assert main(["encode", str(tmp_path / f"{name}.npz"), "--out",
+                     str(tmp_path / "f.npz")]) == 2
+        err = capsys.readouterr().err
+        assert ("try --preset ntidigits" in err) is hint, err
+    assert main(["encode", str(tmp_path / "audio.npz"), "--out", str(tmp_path / "f.npz"),
+                 "--preset", "ntidigits", "--no-progress"]) == 0
