@@ -46,16 +46,48 @@ TARGETS = {"paper": {"ratio_vs_torch": 4.0, "ratio_vs_snntorch": 5.0, "in_loop_s
            "large": {"ratio_vs_torch": 8.0}}
 
 
-def _best_rates(fns: dict[str, Callable[[], object]], n: int, repeats: int) -> dict[str, float]:
-    """Samples/s of each function, best of ``repeats`` rounds; the rounds interleave the
+#: Rates of one backend varying more than this factor between rounds: too noisy to conclude.
+NOISY_SPREAD = 1.25
+
+
+def _round_rates(fns: dict[str, Callable[[], object]], n: int,
+                 repeats: int) -> dict[str, list[float]]:
+    """Samples/s of each function in each of ``repeats`` rounds; the rounds interleave the
     functions so that a change in machine load affects them alike."""
-    best = dict.fromkeys(fns, float("inf"))
+    rates = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return {name: n / t for name, t in best.items()}
+            rates[name].append(n / (time.perf_counter() - t0))
+    return rates
+
+
+def _compare(rates: dict[str, list[float]], a: str, b: str) -> dict:
+    """``a`` over ``b``: the ratio of the best rounds, the ratio round by round (min, median,
+    max) and the rounds' spread (the larger max/min rate of the two)."""
+    ra, rb = np.asarray(rates[a]), np.asarray(rates[b])
+    per_round = ra / rb
+    return {"ratio": float(ra.max() / rb.max()),
+            "rounds": [float(per_round.min()), float(np.median(per_round)),
+                       float(per_round.max())],
+            "spread": float(max(ra.max() / ra.min(), rb.max() / rb.min()))}
+
+
+def verdict(rounds: list[float], spread: float, target: float, higher_is_better: bool = True
+            ) -> str:
+    """``met`` / ``missed`` only when every round agrees and the machine was steady; else
+    says why it cannot conclude."""
+    if spread > NOISY_SPREAD:
+        return f"too noisy to conclude (rates moved {spread:.2f}x between rounds)"
+    lo, _, hi = rounds
+    good = lo >= target if higher_is_better else hi <= target
+    bad = hi < target if higher_is_better else lo > target
+    if good:
+        return "met in every round"
+    if bad:
+        return "missed in every round"
+    return f"inconclusive (rounds {lo:.2f}-{hi:.2f})"
 
 
 def bench_workload(w: Workload, quick: bool = False, seed: int = 0) -> dict:
@@ -90,9 +122,10 @@ def bench_workload(w: Workload, quick: bool = False, seed: int = 0) -> dict:
     lif_dense(raster_t[:4], w_in, w_rec, c.decay, c.v_th, c.reset)
     lif_snntorch(raster_t[:4], w_in, w_rec, c.decay, c.v_th, c.reset)
 
-    rates = _best_rates({"numba": run_numba, "torch": run_torch, "snntorch": run_snntorch},
-                        n, repeats)
-    numba_rate, torch_rate, snn_rate = rates["numba"], rates["torch"], rates["snntorch"]
+    rates = _round_rates({"numba": run_numba, "torch": run_torch, "snntorch": run_snntorch},
+                         n, repeats)
+    numba_rate, torch_rate, snn_rate = (max(rates[k]) for k in ("numba", "torch", "snntorch"))
+    vs_torch, vs_snn = _compare(rates, "numba", "torch"), _compare(rates, "numba", "snntorch")
 
     # spike agreement on the same samples: every (sample, bin, neuron) decision
     m = min(n, 256)
@@ -109,6 +142,9 @@ def bench_workload(w: Workload, quick: bool = False, seed: int = 0) -> dict:
         "snntorch_samples_per_s": snn_rate,
         "ratio_vs_torch": numba_rate / torch_rate,
         "ratio_vs_snntorch": numba_rate / snn_rate,
+        "ratio_vs_torch_rounds": vs_torch["rounds"], "spread_vs_torch": vs_torch["spread"],
+        "ratio_vs_snntorch_rounds": vs_snn["rounds"], "spread_vs_snntorch": vs_snn["spread"],
+        "rounds": repeats,
         "spike_agreement": float((ours == ref).mean()),
         "spike_agreement_torch": float((ours == dense.numpy()).mean()),
     }
@@ -130,13 +166,15 @@ def _bench_crossbar(c: LSMConfig, events: EventBatch, n: int, repeats: int) -> d
     in_loop = LSM(c, weights=CrossbarWeights(in_loop=True))
     for lsm in (static, in_loop):
         lsm.encode(events.select(slice(0, 4)), progress=False)
-    rates = _best_rates({name: (lambda lsm=lsm: lsm.encode(events, features="counts",
-                                                           progress=False, batch_size=n))
-                         for name, lsm in (("static", static), ("in_loop", in_loop))},
-                        n, repeats)
-    return {"crossbar_static_samples_per_s": rates["static"],
-            "crossbar_in_loop_samples_per_s": rates["in_loop"],
-            "in_loop_slowdown": rates["static"] / rates["in_loop"]}
+    rates = _round_rates({name: (lambda lsm=lsm: lsm.encode(events, features="counts",
+                                                            progress=False, batch_size=n))
+                          for name, lsm in (("static", static), ("in_loop", in_loop))},
+                         n, repeats)
+    slow = _compare(rates, "static", "in_loop")
+    return {"crossbar_static_samples_per_s": max(rates["static"]),
+            "crossbar_in_loop_samples_per_s": max(rates["in_loop"]),
+            "in_loop_slowdown": slow["ratio"], "in_loop_slowdown_rounds": slow["rounds"],
+            "spread_in_loop": slow["spread"]}
 
 
 def bench_encode(quick: bool = False, workloads: tuple[str, ...] | None = None,
@@ -159,34 +197,45 @@ def bench_encode(quick: bool = False, workloads: tuple[str, ...] | None = None,
 
 
 def format_table(result: dict) -> str:
+    """The table, each ratio with its per-round range, and a verdict against the targets only
+    where every round agrees on a steady machine."""
     lines = [
         f"{'workload':<8} {'numba/s':>10} {'torch/s':>10} {'snntorch/s':>11} "
-        f"{'x torch':>8} {'x snntorch':>11} {'agree':>8}  targets"
+        f"{'x torch (rounds)':>22} {'x snntorch (rounds)':>22} {'agree':>8}"
     ]
+    notes = []
     for r in result["workloads"]:
         t = TARGETS.get(r["name"], {})
-        marks = []
+        cells = []
         for key, label in (("ratio_vs_torch", "x torch"), ("ratio_vs_snntorch", "x snntorch")):
+            lo, _, hi = r[f"{key}_rounds"]
+            cells.append(f"{r[key]:.2f} ({lo:.2f}-{hi:.2f})")
             if key in t:
-                ok = "met" if r[key] >= t[key] else "MISSED"
-                marks.append(f"{label} >= {t[key]:g}: {ok}")
+                spread = r["spread_vs_torch" if key == "ratio_vs_torch" else "spread_vs_snntorch"]
+                notes.append(f"{r['name']}: {label} >= {t[key]:g}: "
+                             f"{verdict(r[f'{key}_rounds'], spread, t[key])}")
         lines.append(
             f"{r['name']:<8} {r['numba_samples_per_s']:>10.0f} {r['torch_samples_per_s']:>10.0f} "
-            f"{r['snntorch_samples_per_s']:>11.0f} {r['ratio_vs_torch']:>8.2f} "
-            f"{r['ratio_vs_snntorch']:>11.2f} {r['spike_agreement']:>8.5f}  {'; '.join(marks)}"
+            f"{r['snntorch_samples_per_s']:>11.0f} {cells[0]:>22} {cells[1]:>22} "
+            f"{r['spike_agreement']:>8.5f}"
         )
     for r in result["workloads"]:
         if "in_loop_slowdown" not in r:
             continue
-        limit = TARGETS.get(r["name"], {}).get("in_loop_slowdown")
-        ok = "" if limit is None else (
-            f"  target <= {limit:g}x: {'met' if r['in_loop_slowdown'] <= limit else 'MISSED'}")
+        lo, _, hi = r["in_loop_slowdown_rounds"]
         lines.append(
             f"{r['name']:<8} crossbar weights: static {r['crossbar_static_samples_per_s']:.0f}/s, "
             f"in the loop {r['crossbar_in_loop_samples_per_s']:.0f}/s "
-            f"({r['in_loop_slowdown']:.2f}x slower){ok}")
+            f"({r['in_loop_slowdown']:.2f}x slower; rounds {lo:.2f}-{hi:.2f})")
+        limit = TARGETS.get(r["name"], {}).get("in_loop_slowdown")
+        if limit is not None:
+            said = verdict(r["in_loop_slowdown_rounds"], r["spread_in_loop"], limit, False)
+            notes.append(f"{r['name']}: in-loop slowdown <= {limit:g}x: {said}")
     m = result["machine"]
+    lines += [f"targets: {n}" for n in notes]
     lines.append(f"({m['cpu_count']} CPUs, numba {m['numba']} x{m['numba_threads']} threads, "
-                 f"torch {m['torch']} x{m['torch_threads']} threads; agree = fraction of spike "
-                 "decisions equal to snntorch)")
+                 f"torch {m['torch']} x{m['torch_threads']} threads; best of "
+                 f"{result['workloads'][0]['rounds'] if result['workloads'] else 0} interleaved "
+                 "rounds, ratios also round by round; agree = fraction of spike decisions equal "
+                 "to snntorch)")
     return "\n".join(lines)

@@ -96,6 +96,8 @@ def test_console_script_bench_json():
     assert row["name"] == "paper"
     assert row["ratio_vs_torch"] == pytest.approx(
         row["numba_samples_per_s"] / row["torch_samples_per_s"])
+    lo, mid, hi = row["ratio_vs_torch_rounds"]
+    assert 0 < lo <= mid <= hi and row["spread_vs_torch"] >= 1.0
     assert row["spike_agreement"] >= 0.999
     assert row["in_loop_slowdown"] == pytest.approx(
         row["crossbar_static_samples_per_s"] / row["crossbar_in_loop_samples_per_s"])
@@ -167,3 +169,15 @@ def test_inputs_of_the_other_dataset_suggest_its_preset(tmp_path, capsys):
         assert ("try --preset ntidigits" in err) is hint, err
     assert main(["encode", str(tmp_path / "audio.npz"), "--out", str(tmp_path / "f.npz"),
                  "--preset", "ntidigits", "--no-progress"]) == 0
+
+
+def test_bench_verdicts_need_agreeing_rounds_on_a_steady_machine():
+    from lsm.bench import verdict
+
+    assert verdict([4.2, 4.5, 4.9], 1.05, 4.0) == "met in every round"
+    assert verdict([3.1, 3.3, 3.6], 1.05, 4.0) == "missed in every round"
+    assert verdict([3.8, 4.1, 4.4], 1.05, 4.0) == "inconclusive (rounds 3.80-4.40)"
+    assert verdict([30.0, 36.2, 40.0], 1.9, 8.0).startswith("too noisy to conclude")
+    assert verdict([2.1, 2.5, 2.8], 1.05, 3.0, higher_is_better=False) == "met in every round"
+    assert verdict([3.1, 3.2, 3.3], 1.05, 3.0, higher_is_better=False) \
+        == "missed in every round"
