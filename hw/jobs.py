@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from hw.journal import APPLIED, NOT_APPLIED
-from hw.macro import Macro, PulseOutcome, _offsets
+from hw.macro import Macro, PulseOutcome, column_offsets
 from hw.transport import LinkError
 
 __all__ = ["program_random", "JobIncomplete"]
@@ -190,13 +190,20 @@ def _check_counter_since_last_run(macro: Macro, job_id: str) -> None:
 def _fresh_row(macro: Macro, box, job_id: str, k: int) -> PulseOutcome:
     """A row this job never pulsed is read first: cells found formed already (by another
     job, a lost journal, an earlier run) are not formed again."""
-    formed = macro._formed_mask(box)
+    outcome = _read_row(macro, box, "ok")
+    if outcome.applied and macro.journal is not None:
+        macro.journal.record("ALREADY-FORMED", {"row": box[0], "cells": int(
+            (box[3] - box[2]) - len(outcome.unformed))}, None, "ok", macro.instrument, job_id, k)
+    return outcome
+
+
+def _read_row(macro: Macro, box, status: str) -> PulseOutcome:
+    """What a row needs, from its cells: nothing formed (applied False: pulse the row), or
+    formed in part (applied True: pulse only the cells listed as unformed)."""
+    formed = macro.formed_mask(box)
     if not formed.any():
-        return PulseOutcome("ok", False, "read-back")
-    if macro.journal is not None:
-        macro.journal.record("ALREADY-FORMED", {"row": box[0], "cells": int(formed.sum())},
-                             None, "ok", macro.instrument, job_id, k)
-    return PulseOutcome("ok", True, "read-back", unformed=_offsets(~formed))
+        return PulseOutcome(status, False, "read-back")
+    return PulseOutcome(status, True, "read-back", unformed=column_offsets(~formed))
 
 
 def _stop(journal, job_id: str, status: str) -> None:
@@ -213,7 +220,8 @@ def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int,
     op = journal.last_op(job_id, k, command="PULS:%")
     outcome = None
     if op is not None:
-        region = tuple(json.loads(op["params"] or "{}").get("region", ()))
+        params = json.loads(op["params"] or "{}")
+        region = tuple(params.get("region", ()))
         if op["status"] in APPLIED + NOT_APPLIED:
             result = json.loads(op["result"] or "{}")
             outcome = PulseOutcome(op["status"], op["status"] in APPLIED,
@@ -221,7 +229,7 @@ def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int,
                                    unformed=tuple(result.get("unformed", ())),
                                    stuck=tuple(result.get("stuck", ())))
         else:  # pending or unresolved: settle it first
-            n0 = json.loads(op["params"] or "{}").get("counter_before")
+            n0 = params.get("counter_before")
             later_applied, later_unknown = journal.pulses_after(op["id"], op["instrument"])
             if later_unknown or op["instrument"] != macro.instrument:
                 n0 = None  # the counter cannot be accounted for: read back
@@ -232,9 +240,7 @@ def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int,
         if (region != tuple(box) or recheck) and outcome.applied is not None:
             outcome = None  # the record covered part of the row, or the instrument was reset
     if outcome is None:  # no record of the whole row: its cells say what it needs
-        formed = macro._formed_mask(box)
-        outcome = PulseOutcome("verified-applied", bool(formed.any()), "read-back",
-                               unformed=_offsets(~formed) if formed.any() else ())
+        outcome = _read_row(macro, box, "verified-applied")
     journal.record("RESUME-CHECK", {"row": box[0], "op": None if op is None else op["id"],
                                     "how": outcome.how, "applied": outcome.applied,
                                     "unformed": len(outcome.unformed)},
@@ -245,13 +251,12 @@ def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int,
 def _complete_row(macro: Macro, box, pulse, job_id, k, outcome, max_attempts) -> str:
     """Pulse what the row still needs; returns ``done``, ``unresolved`` or ``failed``."""
     row, _, c0, c1 = box
-    todo = [box]
-    if outcome is not None:
-        if outcome.applied is None:
-            return "unresolved"
-        if outcome.applied:
-            # a read-back may find a row partly formed: pulse only the cells still virgin
-            todo = [(row, row + 1, c0 + a, c0 + b) for a, b in _runs(outcome.unformed)]
+    if outcome.applied is None:
+        return "unresolved"
+    # a row found formed in part, or whose pulse ran: only the cells still virgin (none once
+    # the pulse ran and the rest are stuck)
+    todo = ([(row, row + 1, c0 + a, c0 + b) for a, b in _runs(outcome.unformed)]
+            if outcome.applied else [box])
     for part in todo:
         for _ in range(max_attempts):
             out = macro.send_pulse(part, pulse, job_id, k)

@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 """
 
+_INSERT_OP = ("INSERT INTO ops (ts, instrument, command, params, result, status, job_id, chunk) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_SET_CHUNK = ("INSERT INTO chunks VALUES (?, ?, ?, ?) ON CONFLICT(job_id, chunk) DO UPDATE SET "
+              "status = excluded.status, ts = excluded.ts")
+
 
 class JobMismatch(ValueError):
     """A job id reused with different parameters."""
@@ -102,8 +107,7 @@ class Journal:
                instrument: str | None = None, job_id: str | None = None,
                chunk: int | None = None) -> int:
         cur = self._exec(
-            "INSERT INTO ops (ts, instrument, command, params, result, status, job_id, chunk) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_OP,
             (time.time(), instrument, command, json.dumps(params, default=str),
              None if result is None else json.dumps(result, default=str), status, job_id,
              chunk))
@@ -118,14 +122,9 @@ class Journal:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                cur = self._conn.execute(
-                    "INSERT INTO ops (ts, instrument, command, params, result, status, job_id, "
-                    "chunk) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+                cur = self._conn.execute(_INSERT_OP, row)
                 if job_id is not None and chunk is not None:
-                    self._conn.execute(
-                        "INSERT INTO chunks VALUES (?, ?, 'pending', ?) ON CONFLICT(job_id, chunk)"
-                        " DO UPDATE SET status = excluded.status, ts = excluded.ts",
-                        (job_id, chunk, time.time()))
+                    self._conn.execute(_SET_CHUNK, (job_id, chunk, "pending", time.time()))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -231,9 +230,7 @@ class Journal:
                                (job_id,)).fetchall())
 
     def set_chunk(self, job_id: str, chunk: int, status: str) -> None:
-        self._exec("INSERT INTO chunks VALUES (?, ?, ?, ?) ON CONFLICT(job_id, chunk) DO "
-                   "UPDATE SET status = excluded.status, ts = excluded.ts",
-                   (job_id, chunk, status, time.time()))
+        self._exec(_SET_CHUNK, (job_id, chunk, status, time.time()))
 
 
 def export_map(path: str | os.PathLike, g_us: np.ndarray, settings: dict) -> Path:

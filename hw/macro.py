@@ -32,7 +32,7 @@ from hw.protocol import check_version, format_args, parse_idn
 from hw.transport import InstrumentError, LinkError, Transport
 
 __all__ = ["Macro", "InstrumentError", "LinkError", "SafeStateError", "PulseOutcome",
-           "DEFAULT_RESOURCE", "PULSE_HEADERS"]
+           "DEFAULT_RESOURCE", "PULSE_HEADERS", "check_spike_inputs", "column_offsets"]
 
 DEFAULT_RESOURCE = "TCPIP0::127.0.0.1::5025::SOCKET"
 
@@ -361,16 +361,16 @@ class Macro:
             if kind == "form":
                 # a formed cell reads high, a virgin one far below: the cells decide (the
                 # counter is instrument-wide, so its +1 may be another client's pulse)
-                formed = self._formed_mask(region)
+                formed = self.formed_mask(region)
                 how = "read-back"
                 if formed.all():
                     applied = True
                 elif not formed.any():
                     applied = False
                 elif d == 1:  # it ran, and these cells did not form: stuck, not to be pulsed
-                    applied, stuck, how = True, _offsets(~formed), "counter+read-back"
+                    applied, stuck, how = True, column_offsets(~formed), "counter+read-back"
                 elif formed.shape[0] == 1:  # part of the row formed: pulse the rest
-                    applied, unformed = True, _offsets(~formed)
+                    applied, unformed = True, column_offsets(~formed)
             elif d is not None:
                 applied, how = d == 1, "counter"
             elif clean and counter_before is None:
@@ -392,7 +392,7 @@ class Macro:
             status = "failed" if clean and error is not None else "verified-not-applied"
         return PulseOutcome(status, applied, how, error, unformed, counter, stuck)
 
-    def _formed_mask(self, region) -> np.ndarray:
+    def formed_mask(self, region) -> np.ndarray:
         """Which cells of ``region`` read as formed (above ``formed_threshold_us``)."""
         return self.read_map(region) >= self.limits.formed_threshold_us
 
@@ -451,14 +451,7 @@ class Macro:
         c0, c1 = int(cols[0]), int(cols[1])
         self._region((r0, r1, c0, c1))
         self.limits.check_read(v_read)
-        x = np.asarray(inputs)
-        if x.ndim != 2 or x.shape[1] != r1 - r0:
-            raise ValueError(f"inputs must have shape (n, {r1 - r0}), got {x.shape}")
-        if x.dtype.kind not in "biu":
-            raise ValueError(f"inputs must be integer or boolean spikes (0/1), got dtype "
-                             f"{x.dtype}")
-        if x.size and not np.isin(x, (0, 1)).all():
-            raise ValueError("inputs must be binary spikes (0/1)")
+        x = check_spike_inputs(inputs, r1 - r0)
         out = np.empty((len(x), c1 - c0), dtype=np.int64)
         step = min(self.vmm_batch, self.limits.max_vectors)
         for lo in range(0, len(x), step):
@@ -569,6 +562,20 @@ def _parse_count(reply: str) -> int:
     return int(text)
 
 
-def _offsets(mask: np.ndarray) -> tuple:
+def check_spike_inputs(inputs, n_rows: int) -> np.ndarray:
+    """Input vectors of a multiply: integer or boolean 0/1 spikes of shape (n_vectors,
+    n_rows); ValueError saying what is wrong otherwise."""
+    x = np.asarray(inputs)
+    if x.dtype.kind not in "biu":
+        raise ValueError(f"inputs must be integer or boolean 0/1 spikes, got dtype {x.dtype}")
+    if x.ndim != 2 or x.shape[1] != n_rows:
+        raise ValueError(f"inputs must have shape (n_vectors, {n_rows}) for the region's "
+                         f"{n_rows} rows, got {x.shape}")
+    if x.size and not np.isin(x, (0, 1)).all():
+        raise ValueError("inputs must be 0/1 spikes")
+    return x
+
+
+def column_offsets(mask: np.ndarray) -> tuple:
     """Column offsets of the True cells of a one-row mask."""
     return tuple(int(j) for j in np.flatnonzero(mask.reshape(-1)))

@@ -336,7 +336,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     except OSError as exc:  # address in use, unknown host, no permission
-        raise CLIError(f"lsm emulator: cannot listen on {args.host}:{args.port}: {exc}") from None
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     return 0
 
 
@@ -363,22 +363,18 @@ def _hw_out_path(path: str, suffixes: tuple[str, ...], option: str = "--out") ->
 
 def _hw_vmm_inputs(path: str, n_rows: int) -> np.ndarray:
     """The binary input vectors of ``lsm hw vmm``: array ``inputs`` of an .npz."""
+    from hw.macro import check_spike_inputs
     from lsm._io import load_npz
 
     arrays = load_npz(path, what="inputs file")
     if "inputs" not in arrays:
         raise CLIError(f"{path}: no array 'inputs' (arrays: {sorted(arrays)})")
-    x = arrays["inputs"]
-    if x.dtype.kind not in "biu":
-        raise CLIError(f"{path}: inputs must be integer or boolean 0/1 spikes, got dtype "
-                       f"{x.dtype}")
-    if x.ndim != 2 or x.shape[1] != n_rows:
-        raise CLIError(f"{path}: inputs must have shape (n_vectors, {n_rows}) for the region's "
-                       f"{n_rows} rows, got {x.shape}")
+    try:
+        x = check_spike_inputs(arrays["inputs"], n_rows)
+    except ValueError as exc:
+        raise CLIError(f"{path}: {exc}") from None
     if x.shape[0] == 0:
         raise CLIError(f"{path}: inputs hold no vectors")
-    if not np.isin(x, (0, 1)).all():
-        raise CLIError(f"{path}: inputs must be 0/1 spikes")
     return x
 
 
