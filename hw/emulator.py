@@ -18,7 +18,7 @@ As an instrument server it behaves like a networked bench instrument:
   and one larger than the biggest legal ``VMM?`` payload is skipped without being allocated;
 - only the most recent received lines are kept (:attr:`EmulatedMacro.log`, each truncated).
 
-Faults can be injected (:class:`Faults`): reply latency, dropped and garbled replies, dropped
+FaultConfig can be injected (:class:`FaultConfig`): reply latency, dropped and garbled replies, dropped
 links (on replies, and on pulses before or after they are applied), instrument errors. Everything
 random (array and faults) follows the seed.
 """
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.protocol import PROTOCOL_VERSION, BlockError, block_header_length, encode_block
-from lsm.crossbar import CrossbarArray, DeviceParams, InputDAC, Pulse, Readout
+from lsm.crossbar import CrossbarArray, DeviceParams, InputDAC, Pulse, ADC
 
-__all__ = ["Faults", "EmulatedMacro", "EmulatorServer", "serve", "ErrorQueue", "Command",
+__all__ = ["FaultConfig", "EmulatedMacro", "EmulatorServer", "serve", "ErrorQueue", "Command",
            "COMMANDS", "DEFAULT_HOST", "DEFAULT_IDLE_TIMEOUT_S", "DEFAULT_MAX_LINE_BYTES",
            "DEFAULT_MAX_CONNECTIONS", "DEFAULT_ERROR_QUEUE_SIZE"]
 
@@ -65,11 +65,11 @@ DEVICE_ERROR = (-300, "Device-specific error")
 
 def _check_rate(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"Faults.{name} must be a probability in [0, 1], got {value!r}")
+        raise ValueError(f"FaultConfig.{name} must be a probability in [0, 1], got {value!r}")
 
 
 @dataclass
-class Faults:
+class FaultConfig:
     """Fault injection, drawn from the server's seeded generator; each fault independently of
     the others (a reply is lost to a disconnect, else dropped, else garbled).
 
@@ -98,7 +98,7 @@ class Faults:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.latency_s <= 60.0:
-            raise ValueError(f"Faults.latency_s must be in [0, 60] s, got {self.latency_s!r}")
+            raise ValueError(f"FaultConfig.latency_s must be in [0, 60] s, got {self.latency_s!r}")
         for name in ("drop_rate", "garble_rate", "disconnect_rate", "error_rate"):
             _check_rate(name, getattr(self, name))
 
@@ -257,7 +257,7 @@ class EmulatedMacro:
         t0 = time.monotonic()
         self.array = CrossbarArray(rows, cols, device, seed=seed,
                                    clock=(lambda: time.monotonic() - t0) if wall_clock else None)
-        self.readout = Readout()
+        self.adc = ADC()
         self.errors = ErrorQueue()
         self.pulse_counts = np.zeros((rows, cols), dtype=np.uint32)
         self.pulse_commands = 0
@@ -431,7 +431,7 @@ class EmulatedMacro:
         g = self.array.read(rr.ravel(), cc.ravel(), v)
         if fmt == "G":
             return encode_block(g.astype("<f4").tobytes())
-        return encode_block(self.readout.codes(g * v).astype("<u2").tobytes())
+        return encode_block(self.adc.codes(g * v).astype("<u2").tobytes())
 
     def _cmd_vmm(self, args, block, errors):
         r0, r1, c0, c1 = self._region(args)
@@ -450,11 +450,11 @@ class EmulatedMacro:
         if x.max(initial=0) > 1:
             raise CommandError(-222, "Data out of range")
         codes = self.array.vmm(np.arange(r0, r1), np.arange(c0, c1), x,
-                               dac=InputDAC(v), readout=self.readout)
+                               dac=InputDAC(v), adc=self.adc)
         return encode_block(codes.astype("<u2").tobytes())
 
     def _cmd_adc(self, args, block, errors):
-        r = self.readout
+        r = self.adc
         return f"{r.bits},{r.r_tia_kohm!r},{r.v_min!r},{r.v_max!r}".encode()
 
     def _cmd_sim_adv(self, args, block, errors):
@@ -680,7 +680,7 @@ class EmulatorServer(socketserver.ThreadingTCPServer):
         TCP port; 0 picks a free one (see :attr:`port`).
     macro : EmulatedMacro, optional
         The instrument state (default a fresh one with ``seed``).
-    faults : Faults, optional
+    faults : FaultConfig, optional
         Fault injection (default none).
     seed : int
         Seed of the default macro and of the fault draws.
@@ -702,7 +702,7 @@ class EmulatorServer(socketserver.ThreadingTCPServer):
     request_queue_size = 128
 
     def __init__(self, port: int = 0, macro: EmulatedMacro | None = None,
-                 faults: Faults | None = None, seed: int = 0, host: str = DEFAULT_HOST,
+                 faults: FaultConfig | None = None, seed: int = 0, host: str = DEFAULT_HOST,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -718,7 +718,7 @@ class EmulatorServer(socketserver.ThreadingTCPServer):
         if int(error_queue_size) < 1:
             raise ValueError(f"error_queue_size must be >= 1, got {error_queue_size!r}")
         self.macro = macro or EmulatedMacro(seed=seed)
-        self.faults = faults or Faults()
+        self.faults = faults or FaultConfig()
         self.rng = np.random.default_rng([seed, 7])
         self.host = host
         self.idle_timeout_s = float(idle_timeout_s)
@@ -828,7 +828,7 @@ class EmulatorServer(socketserver.ThreadingTCPServer):
                 pass
 
 
-def serve(port: int = 5025, seed: int = 0, faults: Faults | None = None,
+def serve(port: int = 5025, seed: int = 0, faults: FaultConfig | None = None,
           wall_clock: bool = False, host: str = DEFAULT_HOST,
           idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
           max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,

@@ -235,7 +235,7 @@ class Journal:
 
 def export_map(path: str | os.PathLike, g_us: np.ndarray, settings: dict) -> Path:
     """Write a conductance map with the settings of its run: ``.npz`` or ``.h5``/``.hdf5``."""
-    from lsm._io import atomic_path, atomic_savez
+    from lsm.io import atomic_path, atomic_savez
 
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5"):

@@ -528,13 +528,13 @@ class Macro:
         else:
             time.sleep(dt_s)
 
-    def readout(self):
-        """The instrument's readout chain (``ADC?``) as an :class:`lsm.crossbar.Readout`."""
-        from lsm.crossbar import Readout
+    def adc(self):
+        """The instrument's readout chain (``ADC?``) as an :class:`lsm.crossbar.ADC`."""
+        from lsm.crossbar import ADC
 
         def parse(reply):
             bits, r, lo, hi = reply.split(",")
-            return Readout(int(bits), float(r), float(lo), float(hi))
+            return ADC(int(bits), float(r), float(lo), float(hi))
 
         return self.query("ADC?", parse)
 

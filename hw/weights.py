@@ -93,7 +93,7 @@ class MacroWeights:
                 job = self._form_without_journal(m, box, p)
             m.advance_time(self.read_time_s)
             g = m.read_map(box, v_read=self.v_read).astype(np.float64)
-            idn, readout = m.idn, m.readout()
+            idn, adc = m.idn, m.adc()
         w_in, w_rec = mapping.weights(g, config.w_in_const, config.w_rec_const, self.g_unit_us)
         w_in, w_rec = check_weights(w_in, w_rec, config, "MacroWeights")
         provenance = {"source": "macro", "instrument": idn, "resource": self.resource,
@@ -104,15 +104,15 @@ class MacroWeights:
                       "conductance_us": {"mean": float(g.mean()), "std": float(g.std())}}
         in_loop = None
         if self.mode == "in_loop":
-            in_loop = MacroInLoop(self, box, config, readout)
+            in_loop = MacroInLoop(self, box, config, adc)
         return WeightSet(w_in, w_rec, provenance, in_loop=in_loop)
 
 
 class MacroInLoop:
     """Encodes with every multiply on the macro (the LSM calls :meth:`encode`)."""
 
-    def __init__(self, source: MacroWeights, box, config: LSMConfig, readout) -> None:
-        self.source, self.box, self.config, self.readout = source, box, config, readout
+    def __init__(self, source: MacroWeights, box, config: LSMConfig, adc) -> None:
+        self.source, self.box, self.config, self.adc = source, box, config, adc
 
     def encode(self, offsets, bins, channels, n_bins, decay, v_th, reset_mode, counts, spikes,
                sample_offset: int) -> None:
@@ -155,5 +155,5 @@ class MacroInLoop:
         if not x.any():
             return np.zeros((len(x), n), np.float32)
         codes = m.vmm(rows, (c0, c1), x, v_read=v_read)
-        g_sum = self.readout.currents(codes) / v_read
+        g_sum = self.adc.currents(codes) / v_read
         return (gain * (g_sum[:, :n] - g_sum[:, n:])).astype(np.float32)

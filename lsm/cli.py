@@ -74,9 +74,9 @@ def _load_config(args: argparse.Namespace):
 def _read_inputs(path: Path, cfg):
     """Events or a raster from an .npz: ``raster`` or ``offsets``/``bins``/``channels``, and
     optional ``labels`` (one per sample). Every member's declared shape and dtype is checked
-    before it is read (:func:`lsm._io.load_npz`)."""
-    from lsm._io import load_npz
-    from lsm._validate import check_labels
+    before it is read (:func:`lsm.io.load_npz`)."""
+    from lsm.io import load_npz
+    from lsm.validation import check_labels
     from lsm.events import EventBatch
 
     data = load_npz(path, what="input file")
@@ -126,7 +126,7 @@ def _preset_hint(data: dict, cfg) -> str:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from lsm._io import atomic_savez, check_output_file
+    from lsm.io import atomic_savez, check_output_file
     from lsm.reservoir import LSM
 
     if args.dataset:
@@ -149,7 +149,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _encode_dataset(args: argparse.Namespace) -> int:
-    from lsm._io import atomic_savez, check_output_file
+    from lsm.io import atomic_savez, check_output_file
     from lsm.data import (
         FeatureCache,
         download_nmnist,
@@ -215,7 +215,7 @@ def _cmd_data_make_twin(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
-    from lsm._io import check_output_file
+    from lsm.io import check_output_file
     from lsm.data.info import dataset_info, open_dataset, plot_samples
 
     out = args.out or f"{Path(args.path).stem or 'dataset'}_{args.split}_samples.png"
@@ -282,7 +282,7 @@ def _cmd_zeroshot(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_train_cost(args: argparse.Namespace) -> int:
-    from lsm._io import check_output_dir
+    from lsm.io import check_output_dir
     from lsm.contrastive.train_cost import bench_train_cost, format_train_cost
     from lsm.data.demo import ensure_demo_twins
 
@@ -304,7 +304,7 @@ def _cmd_bench_train_cost(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Offline twins (made once), then the zero-shot protocol and the supervised readouts."""
-    from lsm._io import check_output_dir
+    from lsm.io import check_output_dir
     from lsm.contrastive import ZeroShotConfig
     from lsm.contrastive.run import format_zeroshot, run_zeroshot
     from lsm.data.demo import ensure_demo_twins
@@ -324,10 +324,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
     # the lab packages are imported here, inside the subcommand: lsm itself never imports them
-    from hw.emulator import Faults, serve
+    from hw.emulator import FaultConfig, serve
 
     try:
-        faults = Faults(latency_s=args.latency_ms / 1000.0, drop_rate=args.drop_rate,
+        faults = FaultConfig(latency_s=args.latency_ms / 1000.0, drop_rate=args.drop_rate,
                         garble_rate=args.garble_rate, disconnect_rate=args.disconnect_rate,
                         error_rate=args.error_rate)
         serve(args.port, args.seed, faults, wall_clock=args.wall_clock, host=args.host,
@@ -353,7 +353,7 @@ def _hw_region(text: str) -> tuple[int, int, int, int]:
 
 def _hw_out_path(path: str, suffixes: tuple[str, ...], option: str = "--out") -> Path:
     """Check an output path before any instrument time is spent on it."""
-    from lsm._io import check_output_file
+    from lsm.io import check_output_file
 
     out = check_output_file(path, option)
     if out.suffix.lower() not in suffixes:
@@ -364,7 +364,7 @@ def _hw_out_path(path: str, suffixes: tuple[str, ...], option: str = "--out") ->
 def _hw_vmm_inputs(path: str, n_rows: int) -> np.ndarray:
     """The binary input vectors of ``lsm hw vmm``: array ``inputs`` of an .npz."""
     from hw.macro import check_spike_inputs
-    from lsm._io import load_npz
+    from lsm.io import load_npz
 
     arrays = load_npz(path, what="inputs file")
     if "inputs" not in arrays:
@@ -468,7 +468,7 @@ def _cmd_hw(args: argparse.Namespace) -> int:
                 print(json.dumps({"out": str(out), "png": str(png), "hist_png": str(hist),
                                   "mean_us": float(g.mean()), "std_us": float(g.std())}))
             elif args.hw_command == "vmm":
-                from lsm._io import atomic_savez
+                from lsm.io import atomic_savez
 
                 r0, r1, c0, c1 = region
                 codes = m.vmm((r0, r1), (c0, c1), inputs, v_read=args.v_read)
@@ -513,7 +513,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_crossbar_sample(args: argparse.Namespace) -> int:
-    from lsm._io import check_output_file
+    from lsm.io import check_output_file
     from lsm.crossbar import (
         CrossbarArray,
         DeviceParams,
@@ -563,7 +563,7 @@ def _cmd_crossbar_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_crossbar_vmm_error(args: argparse.Namespace) -> int:
-    from lsm._io import check_output_file
+    from lsm.io import check_output_file
     from lsm.crossbar.analysis import vmm_error_sweep
     from lsm.plots import vmm_error_plot
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from lsm._validate import InvalidTypeError, array_bytes, check_int, check_memory, check_number
+from lsm.validation import InvalidTypeError, array_bytes, check_int, check_memory, check_number
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -194,7 +194,7 @@ class LSMConfig:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_toml` to ``path`` atomically (temporary file, then rename)."""
-        from lsm._io import atomic_write_text
+        from lsm.io import atomic_write_text
 
         return atomic_write_text(path, self.to_toml())
 
@@ -208,10 +208,10 @@ class LSMConfig:
             No such file, or a folder.
         ValueError
             Not UTF-8 text, not TOML, an unknown key, or a value out of range (naming the key
-            and the file); :class:`~lsm._validate.InvalidTypeError` (also a TypeError) for a
+            and the file); :class:`~lsm.validation.InvalidTypeError` (also a TypeError) for a
             value of the wrong type.
         """
-        from lsm._io import read_text_file
+        from lsm.io import read_text_file
 
         path = Path(path)
         return cls.from_toml(read_text_file(path, "config file"), source=str(path))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lsm._validate import InvalidTypeError, check_memory
+from lsm.validation import InvalidTypeError, check_memory
 
 __all__ = ["EventBatch"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from lsm._io import atomic_path
+from lsm.io import atomic_path
 
 __all__ = ["save_figure", "conductance_histogram", "vmm_error_plot"]
 

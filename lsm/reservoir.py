@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from lsm._validate import array_bytes, check_memory
+from lsm.validation import array_bytes, check_memory
 from lsm.config import LSMConfig
 from lsm.events import EventBatch
 from lsm.kernels import RESET_CODES, lif_events

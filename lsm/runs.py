@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsm._io import atomic_write_text, check_output_dir
+from lsm.io import atomic_write_text, check_output_dir
 
 __all__ = ["new_run_dir", "run_directory", "write_json", "mean_std"]
 

@@ -28,8 +28,8 @@ def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_d
 
     import tomli_w
 
-    from lsm._io import check_output_dir
-    from lsm._validate import check_int
+    from lsm.io import check_output_dir
+    from lsm.validation import check_int
     from lsm.data import (
         encode_dataset,
         nmnist,

@@ -275,7 +275,7 @@ class CrossbarWeights:
         Seed of the array (faults, drift, forming, reads); None uses ``config.seed``.
     in_loop : bool
         Compute the reservoir's multiplies through the crossbar (numba backend only).
-    readout : Readout
+    adc : ADC
         TIA and ADC used in the loop (default 14 bits, 400 uA full scale).
     ir_drop : IRDrop
         First-order IR drop in the loop (default off).
@@ -290,19 +290,19 @@ class CrossbarWeights:
     g_unit_us: float = 1.0
     seed: int | None = None
     in_loop: bool = False
-    readout: Any = None
+    adc: Any = None
     ir_drop: Any = None
 
     def __post_init__(self) -> None:
-        from lsm.crossbar import DeviceParams, IRDrop, Pulse, Readout
+        from lsm.crossbar import ADC, DeviceParams, IRDrop, Pulse
 
-        defaults = {"device": DeviceParams(), "form_pulse": Pulse.form(), "readout": Readout(),
+        defaults = {"device": DeviceParams(), "form_pulse": Pulse.form(), "adc": ADC(),
                     "ir_drop": IRDrop()}
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         for name, typ in (("device", DeviceParams), ("form_pulse", Pulse),
-                          ("readout", Readout), ("ir_drop", IRDrop)):
+                          ("adc", ADC), ("ir_drop", IRDrop)):
             if not isinstance(getattr(self, name), typ):
                 raise TypeError(f"CrossbarWeights.{name} must be a {typ.__name__}")
         if self.form_pulse.kind != "form":
@@ -354,7 +354,7 @@ class CrossbarWeights:
         }
         in_loop = None
         if self.in_loop:
-            provenance["readout"] = dataclasses.asdict(self.readout)
+            provenance["adc"] = dataclasses.asdict(self.adc)
             provenance["ir_drop"] = dataclasses.asdict(self.ir_drop)
             in_loop = self._in_loop(array, mapping, config, seed)
         return WeightSet(w_in, w_rec, provenance, in_loop=in_loop)
@@ -370,7 +370,7 @@ class CrossbarWeights:
         rp = self.device.read
         noise = self.v_read * rp.read_noise_rel * math.sqrt(
             _clipped_normal_variance(rp.read_noise_clip))
-        ro = self.readout
+        ro = self.adc
         adc_scale = (ro.r_tia_kohm / 1000.0) / ro.lsb_v  # codes per uA
         return InLoopCrossbar(
             g_in=g_in, g_rec=g_rec,
@@ -418,8 +418,8 @@ class MeasuredWeights:
             Not an .npz / HDF5 file, no numeric ``g_us`` array, or over the memory budget;
             naming the file.
         """
-        from lsm._io import check_input_file, load_npz
-        from lsm._validate import check_memory
+        from lsm.io import check_input_file, load_npz
+        from lsm.validation import check_memory
 
         p = check_input_file(self.path, "measured map")
         if p.suffix in (".h5", ".hdf5"):

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from lsm import LSM, LSMConfig
-from lsm._io import load_npz, remove_stale_temporaries
-from lsm._validate import InvalidTypeError, MemoryBudgetError
+from lsm.io import load_npz, remove_stale_temporaries
+from lsm.validation import InvalidTypeError, MemoryBudgetError
 from lsm.cli import main
 from lsm.data import (
     BadSampleError,

@@ -19,7 +19,7 @@ from lsm.crossbar import (
     IRDrop,
     ProgrammingParams,
     Pulse,
-    Readout,
+    ADC,
     ReadParams,
     Region,
 )
@@ -150,7 +150,7 @@ def test_stuck_fault_rates_and_stuck_cells_ignore_programming():
 
 # ---------------------------------------------------------------- periphery
 def test_adc_range_saturation_and_half_lsb():
-    ro = Readout(bits=10, r_tia_kohm=2.5, v_min=0.0, v_max=1.0)
+    ro = ADC(bits=10, r_tia_kohm=2.5, v_min=0.0, v_max=1.0)
     lo_ua, hi_ua = ro.full_scale_ua
     i = np.random.default_rng(0).uniform(lo_ua, hi_ua, 100_000)
     codes = ro.codes(i)
@@ -158,7 +158,7 @@ def test_adc_range_saturation_and_half_lsb():
     assert np.abs(ro.currents(codes) - i).max() <= ro.lsb_ua / 2 * (1 + 1e-9)
     np.testing.assert_array_equal(ro.codes([-50.0, -1e-3, 0.0]), [0, 0, 0])
     np.testing.assert_array_equal(ro.codes([hi_ua, hi_ua + 1, 1e6]), [ro.max_code] * 3)
-    assert Readout().max_code == 2 ** 14 - 1
+    assert ADC().max_code == 2 ** 14 - 1
 
 
 def test_ideal_vmm_equals_matmul():
@@ -179,8 +179,8 @@ def test_vmm_adc_and_ir_drop():
     arr = CrossbarArray(32, 8, device=DeviceParams.ideal(), seed=4)
     arr.program_random(Region(0, 32, 0, 8))
     x = np.ones((1, 32), np.uint8)
-    ro = Readout(bits=14)
-    codes = arr.vmm(np.arange(32), np.arange(8), x, readout=ro)
+    ro = ADC(bits=14)
+    codes = arr.vmm(np.arange(32), np.arange(8), x, adc=ro)
     exact = arr.vmm(np.arange(32), np.arange(8), x, return_currents=True)
     assert np.abs(ro.currents(codes) - exact).max() <= ro.lsb_ua / 2 + 1e-9
     dropped = arr.vmm(np.arange(32), np.arange(8), x, ir_drop=IRDrop(0.1),
@@ -245,7 +245,7 @@ def test_mapping_fits_utilisation_and_round_trip():
     (lambda: Pulse("set", 1.0, 10.0, compliance_ua=0.0), r"Pulse.compliance_ua must be in \("),
     (lambda: Pulse("reset", 1.0, 10.0), "RESET pulse needs amplitude_v <= 0"),
     (lambda: Pulse("zap", 1.0, 10.0), "Pulse.kind must be one of"),
-    (lambda: Readout(bits=0), r"Readout.bits must be in \[1, 24\]"),
+    (lambda: ADC(bits=0), r"ADC.bits must be in \[1, 24\]"),
     (lambda: ReadParams(read_noise_rel=-0.1), "ReadParams.read_noise_rel must be in"),
     (lambda: ProgrammingParams(g_min_us=5.0, g_max_us=1.0), "g_max_us .* must exceed"),
     (lambda: FaultParams(p_stuck_hrs=0.7, p_stuck_lrs=0.7), "must be <= 1"),

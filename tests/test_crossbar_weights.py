@@ -5,7 +5,7 @@ import pytest
 from conftest import random_raster
 
 from lsm import LSM, LSMConfig
-from lsm.crossbar import CrossbarArray, DeviceParams, DifferentialMapping, InputDAC, Readout
+from lsm.crossbar import CrossbarArray, DeviceParams, DifferentialMapping, InputDAC, ADC
 from lsm.kernels import crossbar_multiply, hash_normal
 from lsm.weights import CrossbarWeights
 
@@ -63,7 +63,7 @@ def test_in_loop_with_ideal_device_and_fine_adc_matches_static(rng):
     ideal = DeviceParams.ideal()
     static = LSM(cfg, weights=CrossbarWeights(device=ideal))
     loop = LSM(cfg, weights=CrossbarWeights(device=ideal, in_loop=True,
-                                            readout=Readout(bits=24, r_tia_kohm=1.0)))
+                                            adc=ADC(bits=24, r_tia_kohm=1.0)))
     np.testing.assert_array_equal(static.w_in, loop.w_in)
     raster = random_raster(rng, 100, 50, 256, 0.05)
     a = static.encode(raster, features="binned", progress=False)
@@ -97,7 +97,7 @@ def test_in_loop_noise_matches_per_cell_read_noise():
     spread must match the array model, which draws every cell's noise separately."""
     cfg = LSMConfig(n_inputs=64, n_neurons=16)
     cw = CrossbarWeights(array_rows=96, array_cols=64, in_loop=True,
-                         readout=Readout(bits=24, r_tia_kohm=1.0))
+                         adc=ADC(bits=24, r_tia_kohm=1.0))
     loop = cw.build(cfg).in_loop
     active = np.random.default_rng(3).choice(64, 30, replace=False)
     acc = loop.g_in[active].sum(0)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.emulator import COMMANDS, EmulatedMacro, EmulatorServer, ErrorQueue, Faults
+from hw.emulator import COMMANDS, EmulatedMacro, EmulatorServer, ErrorQueue, FaultConfig
 from hw.protocol import PROTOCOL_VERSION, encode_block, parse_block
 
 ROOT = Path(__file__).parents[1]
@@ -344,7 +344,7 @@ def test_pulse_counter_counts_applied_pulse_commands_only():
 
 
 def test_injected_pulse_errors_do_not_apply_or_count():
-    with running(faults=Faults(error_rate=1.0)) as srv, Client(srv) as c:
+    with running(faults=FaultConfig(error_rate=1.0)) as srv, Client(srv) as c:
         c.send(FORM.format(r=0, r1=1, c=0, c1=1))
         assert c.errors() == ['-300,"Device-specific error"']
         assert c.query("PULS:COUN?") == "0"
@@ -373,7 +373,7 @@ def test_concurrent_pulses_are_each_applied_once():
 def _disconnect_trials(seed: int, n: int) -> list[bool]:
     """Pulse ``n`` cells with disconnect_rate=1: for each, whether it was applied."""
     applied = []
-    with running(faults=Faults(disconnect_rate=1.0), seed=seed) as srv:
+    with running(faults=FaultConfig(disconnect_rate=1.0), seed=seed) as srv:
         for k in range(n):
             with Client(srv) as c:
                 before = srv.macro.pulse_commands
@@ -466,7 +466,7 @@ def test_settings_are_validated():
         with pytest.raises(ValueError, match=next(iter(bad))):
             EmulatorServer(0, EmulatedMacro(rows=8, cols=8), **bad)
     with pytest.raises(ValueError, match="drop_rate"):
-        Faults(drop_rate=1.5)
+        FaultConfig(drop_rate=1.5)
 
 
 def test_cli_passes_the_server_settings(monkeypatch, capsys):

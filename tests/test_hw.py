@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hw import InstrumentError, Journal, LimitError, Limits, LinkError, Macro, export_map
-from hw.emulator import EmulatedMacro, EmulatorServer, Faults
+from hw.emulator import EmulatedMacro, EmulatorServer, FaultConfig
 from hw.protocol import BlockError, encode_block, parse_block
 from lsm.crossbar import Pulse
 
@@ -27,7 +27,7 @@ def emulator():
 
 
 def faulty(**faults):
-    return EmulatorServer(0, EmulatedMacro(seed=2), Faults(**faults), seed=5).start()
+    return EmulatorServer(0, EmulatedMacro(seed=2), FaultConfig(**faults), seed=5).start()
 
 
 # ---------------------------------------------------------------- happy paths
@@ -40,7 +40,7 @@ def test_identify_program_read_vmm(emulator, tmp_path):
         assert g.shape == (32, 40) and 20 < g.mean() < 35 and 5 < g.std() < 9
         x = (np.random.default_rng(0).random((9, 32)) < 0.3).astype(np.uint8)
         codes = m.vmm((0, 32), (0, 40), x)
-        ro = m.readout()
+        ro = m.adc()
         ideal = 0.2 * x @ emulator.macro.array.conductance()[:32, :40]
         assert np.abs(ro.currents(codes) - ideal).max() < 0.02 * ideal.max() + ro.lsb_ua
     np.testing.assert_array_equal(emulator.macro.pulse_counts[:32, :40], 1)
@@ -521,7 +521,7 @@ def test_ascii_dialogue_on_pyvisa_sim():
     with Macro("TCPIP0::127.0.0.1::5025::SOCKET", backend=f"{yaml}@sim") as m:
         assert m.idn["serial"] == "SIM-0" and m.geometry == (512, 512)
         assert m.status() == {"state": "IDLE", "vout": 0.0, "pulses": 0}
-        assert m.readout().bits == 14
+        assert m.adc().bits == 14
         with pytest.raises(LimitError):
             m.pulse((0, 1, 0, 1), Pulse.form(amplitude_v=5.0))
 

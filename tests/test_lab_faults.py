@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from hw import Journal, LinkError, Macro
-from hw.emulator import EmulatedMacro, EmulatorServer, Faults
+from hw.emulator import EmulatedMacro, EmulatorServer, FaultConfig
 from hw.jobs import JobIncomplete
 
 FAULTS = ("error_rate", "drop_rate", "garble_rate", "disconnect_rate")
@@ -113,7 +113,7 @@ def assert_exactly_once(server, journal_path, job_id):
 @pytest.mark.parametrize("faults", COMBINATIONS, ids=lambda c: "+".join(f[:-5] for f in c))
 def test_fault_campaign(tmp_path, faults, rate):
     seed = (COMBINATIONS.index(faults) + 1) * (3 if rate > 0.1 else 7)
-    server = EmulatorServer(0, EmulatedMacro(seed=seed), Faults(**dict.fromkeys(faults, rate)),
+    server = EmulatorServer(0, EmulatedMacro(seed=seed), FaultConfig(**dict.fromkeys(faults, rate)),
                             seed=seed).start()
     try:
         runs, kills, incomplete = run_until_done(server.resource, tmp_path / "j.sqlite", "camp",
@@ -129,7 +129,7 @@ def test_fault_campaign(tmp_path, faults, rate):
 @pytest.mark.parametrize("rate", [0.05, pytest.param(0.3, marks=pytest.mark.slow)])
 def test_fault_campaign_without_the_pulse_counter(tmp_path, rate):
     """An instrument without PULS:COUN? (protocol 1.0): FORM pulses resolved by read-back."""
-    server = EmulatorServer(0, EmulatedMacro(seed=11), Faults(**dict.fromkeys(FAULTS, rate)),
+    server = EmulatorServer(0, EmulatedMacro(seed=11), FaultConfig(**dict.fromkeys(FAULTS, rate)),
                             seed=11).start()
     try:
         run_until_done(server.resource, tmp_path / "j.sqlite", "camp", 11, use_counter=False)
@@ -142,7 +142,7 @@ def test_fault_campaign_without_the_pulse_counter(tmp_path, rate):
 def test_lost_error_queue_reply_cannot_hide_a_lost_pulse(tmp_path):
     """The case that lost rows before: errors and dropped replies at 30 % (the issue's seed);
     a pulse refused by the instrument whose SYST:ERR? reply is then lost was recorded 'ok'."""
-    server = EmulatorServer(0, EmulatedMacro(seed=3), Faults(error_rate=0.3, drop_rate=0.3),
+    server = EmulatorServer(0, EmulatedMacro(seed=3), FaultConfig(error_rate=0.3, drop_rate=0.3),
                             seed=3).start()
     try:
         j = tmp_path / "j.sqlite"
@@ -164,7 +164,7 @@ def test_incomplete_job_names_its_cells_and_exits_3(tmp_path, capsys):
     """Every pulse refused: the job is not done, says which rows, and the CLI exits 3."""
     from lsm.cli import main
 
-    server = EmulatorServer(0, EmulatedMacro(seed=1), Faults(error_rate=1.0), seed=1).start()
+    server = EmulatorServer(0, EmulatedMacro(seed=1), FaultConfig(error_rate=1.0), seed=1).start()
     try:
         code = main(["hw", "program-random", "--resource", server.resource, "--region",
                      "0,3,0,4", "--job", "x", "--journal", str(tmp_path / "j.sqlite"),
@@ -236,7 +236,7 @@ def test_two_jobs_on_one_instrument_at_once(tmp_path):
     cells; both jobs end done with one pulse per cell."""
     import threading
 
-    server = EmulatorServer(0, EmulatedMacro(seed=3), Faults(error_rate=0.3), seed=3).start()
+    server = EmulatorServer(0, EmulatedMacro(seed=3), FaultConfig(error_rate=0.3), seed=3).start()
     errors = []
 
     def job(name, region):
@@ -267,7 +267,7 @@ def test_two_jobs_on_one_instrument_at_once(tmp_path):
 
 def test_a_link_that_failed_is_dropped_so_a_late_reply_is_never_read_as_the_next(tmp_path):
     """A reply arriving after its query gave up must not answer the next query."""
-    server = EmulatorServer(0, EmulatedMacro(seed=1), Faults(latency_s=0.15), seed=1).start()
+    server = EmulatorServer(0, EmulatedMacro(seed=1), FaultConfig(latency_s=0.15), seed=1).start()
     try:
         m = Macro(server.resource, timeout_ms=1000)
         m.open()

@@ -21,10 +21,10 @@ from lsm.crossbar.device import (
     ReadParams,
 )
 from lsm.crossbar.mapping import DifferentialMapping
-from lsm.crossbar.peripherals import InputDAC, IRDrop, Readout
+from lsm.crossbar.peripherals import InputDAC, IRDrop, ADC
 
 __all__ = [
     "CrossbarArray", "Region", "VerifyResult", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS",
     "DeviceParams", "ProgrammingParams", "ReadParams", "DriftParams", "FaultParams", "Pulse",
-    "DifferentialMapping", "InputDAC", "Readout", "IRDrop",
+    "DifferentialMapping", "InputDAC", "ADC", "IRDrop",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 from lsm.crossbar.array import STUCK_HRS, STUCK_LRS, CrossbarArray, Region
 from lsm.crossbar.device import DeviceParams, Pulse
 from lsm.crossbar.mapping import DifferentialMapping
-from lsm.crossbar.peripherals import InputDAC, Readout
+from lsm.crossbar.peripherals import InputDAC, ADC
 
 __all__ = ["conductance_stats", "vmm_error_sweep"]
 
@@ -64,8 +64,8 @@ def vmm_error_sweep(read_noise_rel=(0.0, 0.0015, 0.005, 0.01, 0.02),
         if ideal is None:
             ideal = x @ (g[:, :n] - g[:, n:])
         for i, bits in enumerate(adc_bits):
-            ro = Readout(bits=bits)
-            codes = arr.vmm(rows, cols, x, dac=InputDAC(v_read), readout=ro)
+            ro = ADC(bits=bits)
+            codes = arr.vmm(rows, cols, x, dac=InputDAC(v_read), adc=ro)
             cur = ro.currents(codes) / v_read
             err = (cur[:, :n] - cur[:, n:]) - ideal
             errors[i, j] = np.sqrt(np.mean(err ** 2)) / np.sqrt(np.mean(ideal ** 2))

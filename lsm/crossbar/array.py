@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
-from lsm._validate import array_bytes, check_memory
+from lsm.validation import array_bytes, check_memory
 from lsm.crossbar.device import FORM, RESET, SET, DeviceParams, Pulse
-from lsm.crossbar.peripherals import InputDAC, IRDrop, Readout
+from lsm.crossbar.peripherals import InputDAC, IRDrop, ADC
 
 __all__ = ["Region", "CrossbarArray", "VerifyResult", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS"]
 
@@ -328,14 +328,14 @@ class CrossbarArray:
 
     # ------------------------------------------------------------------ multiply mode
     def vmm(self, rows, cols, spikes: np.ndarray, dac: InputDAC | None = None,
-            readout: Readout | None = None, ir_drop: IRDrop | None = None,
+            adc: ADC | None = None, ir_drop: IRDrop | None = None,
             return_currents: bool = False) -> np.ndarray:
         """Matrix-vector products in the array: binary ``spikes`` (batch, len(rows)) drive the
         listed rows at the DAC read voltage; each listed column's current (with fresh per-cell
         read noise for every input vector) is digitised. Returns ADC codes (batch, len(cols))
         int32, or the analog currents in uA with ``return_currents=True``."""
         dac = dac if dac is not None else InputDAC()
-        readout = readout if readout is not None else Readout()
+        adc = adc if adc is not None else ADC()
         ir_drop = ir_drop if ir_drop is not None else IRDrop()
         rows = np.asarray(rows, dtype=np.int64).ravel()
         cols = np.asarray(cols, dtype=np.int64).ravel()
@@ -357,7 +357,7 @@ class CrossbarArray:
             noisy = g[None] * (1.0 + self._read_noise((len(vb),) + g.shape))
             cell_v = vb[:, :, None] * att[None]
             out[lo:lo + chunk] = rp.current_ua(noisy, cell_v).sum(axis=1)
-        return out if return_currents else readout.codes(out)
+        return out if return_currents else adc.codes(out)
 
     # ------------------------------------------------------------------ write-verify
     def program_verify(self, targets_us: np.ndarray, region: Region | None = None, *,

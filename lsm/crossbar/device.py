@@ -40,7 +40,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lsm._validate import check_number
+from lsm.validation import check_number
 
 __all__ = ["Pulse", "FORM", "SET", "RESET", "DeviceParams", "ProgrammingParams",
            "ReadParams", "DriftParams", "FaultParams"]

@@ -2,7 +2,7 @@
 
 Multiply mode of the macro: binary spikes on the rows become read-voltage pulses (``InputDAC``),
 each bit line sums its cells' currents, a transimpedance amplifier turns the current into a voltage
-and an ADC (14 bits by default) digitises it (``Readout``).
+and an ADC (14 bits by default) digitises it (``ADC``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lsm._validate import check_number
+from lsm.validation import check_number
 
-__all__ = ["InputDAC", "Readout", "IRDrop"]
+__all__ = ["InputDAC", "ADC", "IRDrop"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class InputDAC:
 
 
 @dataclass(frozen=True)
-class Readout:
+class ADC:
     """Bit-line current -> transimpedance amplifier -> ADC codes.
 
     ``v = i_ua * r_tia_kohm / 1000`` volts, then ``code = round((v - v_min) / lsb)`` clipped to
@@ -64,14 +64,14 @@ class Readout:
 
     def __post_init__(self) -> None:
         if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)):
-            raise TypeError(f"Readout.bits must be an integer, got {self.bits!r}")
+            raise TypeError(f"ADC.bits must be an integer, got {self.bits!r}")
         if not 1 <= self.bits <= 24:
-            raise ValueError(f"Readout.bits must be in [1, 24], got {self.bits}")
-        check_number("Readout", "r_tia_kohm", self.r_tia_kohm, 0.0, low_open=True)
-        check_number("Readout", "v_min", self.v_min)
-        check_number("Readout", "v_max", self.v_max)
+            raise ValueError(f"ADC.bits must be in [1, 24], got {self.bits}")
+        check_number("ADC", "r_tia_kohm", self.r_tia_kohm, 0.0, low_open=True)
+        check_number("ADC", "v_min", self.v_min)
+        check_number("ADC", "v_max", self.v_max)
         if self.v_max <= self.v_min:
-            raise ValueError(f"Readout.v_max ({self.v_max}) must exceed v_min ({self.v_min})")
+            raise ValueError(f"ADC.v_max ({self.v_max}) must exceed v_min ({self.v_min})")
 
     @property
     def max_code(self) -> int:

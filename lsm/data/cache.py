@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsm._io import atomic_savez, check_output_dir, load_npz, remove_stale_temporaries
+from lsm.io import atomic_savez, check_output_dir, load_npz, remove_stale_temporaries
 
 __all__ = ["cache_key", "FeatureCache", "as_cache"]
 

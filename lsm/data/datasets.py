@@ -307,7 +307,7 @@ def _fetch(url: str, dest: Path, md5: str, timeout_s: float = 30.0) -> Path:
 
 
 def _fetch_into(url: str, dest: Path, md5: str, timeout_s: float, digest) -> Path:
-    from lsm._io import atomic_path
+    from lsm.io import atomic_path
     from lsm.progress import progress_bar
 
     try:

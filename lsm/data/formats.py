@@ -81,7 +81,7 @@ def read_nmnist_bin(path: str | os.PathLike) -> np.ndarray:
 
 def write_nmnist_bin(path: str | os.PathLike, events: np.ndarray) -> None:
     """Write events (fields x, y, t in us, p) as an N-MNIST ``.bin`` file, atomically."""
-    from lsm._io import atomic_path
+    from lsm.io import atomic_path
 
     x = np.asarray(events["x"], dtype=np.int64)
     y = np.asarray(events["y"], dtype=np.int64)
@@ -185,7 +185,7 @@ def write_ntidigits_hdf5(path: str | os.PathLike, splits: dict, attrs: dict | No
     """
     import h5py
 
-    from lsm._io import atomic_path
+    from lsm.io import atomic_path
 
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:

@@ -69,7 +69,7 @@ class DVSParams:
     background: float = 0.05
 
     def __post_init__(self) -> None:
-        from lsm._validate import check_number
+        from lsm.validation import check_number
 
         for name in ("contrast_threshold", "saccade_ms", "step_us"):
             check_number("DVSParams", name, getattr(self, name), 0.0, low_open=True)
@@ -212,7 +212,7 @@ def make_nmnist_twin(out: str | os.PathLike, n_train: int | None = 600,
     """
     from sklearn.datasets import load_digits
 
-    from lsm._io import check_output_dir
+    from lsm.io import check_output_dir
     from lsm.progress import progress_bar
 
     check_output_dir(out, "twin folder")

@@ -68,7 +68,7 @@ class CochleaParams:
     rms: float = 0.1
 
     def __post_init__(self) -> None:
-        from lsm._validate import check_int, check_number
+        from lsm.validation import check_int, check_number
 
         check_int("CochleaParams", "n_channels", self.n_channels, 1)
         check_number("CochleaParams", "f_low", self.f_low, 0.0, low_open=True)
@@ -242,8 +242,8 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     ``test_fraction`` of them form the test split. Sample ids are
     ``"<speaker>-<take>-<label>"`` with label in 'o', '1'..'9', 'z'.
     """
-    from lsm._io import check_output_file
-    from lsm._validate import check_int
+    from lsm.io import check_output_file
+    from lsm.validation import check_int
     from lsm.progress import progress_bar
 
     check_output_file(out, "twin file")

@@ -75,10 +75,10 @@ def format_bytes(n: int) -> str:
 
 
 def check_memory(what: str, n_bytes: int, budget: int | None = None) -> int:
-    """Refuse ``n_bytes`` over ``budget`` (default :data:`lsm._io.MAX_ARRAY_BYTES`) with a
+    """Refuse ``n_bytes`` over ``budget`` (default :data:`lsm.io.MAX_ARRAY_BYTES`) with a
     :class:`MemoryBudgetError` naming ``what``; return ``n_bytes``."""
     if budget is None:
-        from lsm._io import MAX_ARRAY_BYTES as budget
+        from lsm.io import MAX_ARRAY_BYTES as budget
     if n_bytes > budget:
         raise MemoryBudgetError(f"{what} would take {format_bytes(n_bytes)}, over the memory "
                                 f"budget of {format_bytes(budget)} per array")
