@@ -18,7 +18,7 @@ As an instrument server it behaves like a networked bench instrument:
   and one larger than the biggest legal ``VMM?`` payload is skipped without being allocated;
 - only the most recent received lines are kept (:attr:`EmulatedMacro.log`, each truncated).
 
-FaultConfig can be injected (:class:`FaultConfig`): reply latency, dropped and garbled replies, dropped
+Faults can be injected (:class:`FaultConfig`): reply latency, dropped and garbled replies, dropped
 links (on replies, and on pulses before or after they are applied), instrument errors. Everything
 random (array and faults) follows the seed.
 """
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.protocol import PROTOCOL_VERSION, BlockError, block_header_length, encode_block
-from lsm.crossbar import CrossbarArray, DeviceParams, InputDAC, Pulse, ADC
+from lsm.crossbar import ADC, CrossbarArray, DeviceParams, InputDAC, Pulse
 
 __all__ = ["FaultConfig", "EmulatedMacro", "EmulatorServer", "serve", "ErrorQueue", "Command",
            "COMMANDS", "DEFAULT_HOST", "DEFAULT_IDLE_TIMEOUT_S", "DEFAULT_MAX_LINE_BYTES",

@@ -75,9 +75,9 @@ def _read_inputs(path: Path, cfg):
     """Events or a raster from an .npz: ``raster`` or ``offsets``/``bins``/``channels``, and
     optional ``labels`` (one per sample). Every member's declared shape and dtype is checked
     before it is read (:func:`lsm.io.load_npz`)."""
+    from lsm.events import EventBatch
     from lsm.io import load_npz
     from lsm.validation import check_labels
-    from lsm.events import EventBatch
 
     data = load_npz(path, what="input file")
     keys = set(data)
@@ -149,7 +149,6 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _encode_dataset(args: argparse.Namespace) -> int:
-    from lsm.io import atomic_savez, check_output_file
     from lsm.data import (
         FeatureCache,
         download_nmnist,
@@ -160,6 +159,7 @@ def _encode_dataset(args: argparse.Namespace) -> int:
         ntidigits,
         ntidigits_preprocessing,
     )
+    from lsm.io import atomic_savez, check_output_file
     from lsm.reservoir import LSM
 
     if not args.root:
@@ -215,8 +215,8 @@ def _cmd_data_make_twin(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
-    from lsm.io import check_output_file
     from lsm.data.info import dataset_info, open_dataset, plot_samples
+    from lsm.io import check_output_file
 
     out = args.out or f"{Path(args.path).stem or 'dataset'}_{args.split}_samples.png"
     check_output_file(out, "--out")
@@ -282,9 +282,9 @@ def _cmd_zeroshot(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_train_cost(args: argparse.Namespace) -> int:
-    from lsm.io import check_output_dir
     from lsm.contrastive.train_cost import bench_train_cost, format_train_cost
     from lsm.data.demo import ensure_demo_twins
+    from lsm.io import check_output_dir
 
     if (args.nmnist is None) != (args.ntidigits is None):
         raise CLIError("give both --nmnist and --ntidigits, or neither (demo twins)")
@@ -304,10 +304,10 @@ def _cmd_bench_train_cost(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Offline twins (made once), then the zero-shot protocol and the supervised readouts."""
-    from lsm.io import check_output_dir
     from lsm.contrastive import ZeroShotConfig
     from lsm.contrastive.run import format_zeroshot, run_zeroshot
     from lsm.data.demo import ensure_demo_twins
+    from lsm.io import check_output_dir
     from lsm.train import format_train, run_train
 
     base = check_output_dir(args.dir, "--dir")
@@ -513,7 +513,6 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_crossbar_sample(args: argparse.Namespace) -> int:
-    from lsm.io import check_output_file
     from lsm.crossbar import (
         CrossbarArray,
         DeviceParams,
@@ -523,6 +522,7 @@ def _cmd_crossbar_sample(args: argparse.Namespace) -> int:
         Region,
     )
     from lsm.crossbar.analysis import conductance_stats
+    from lsm.io import check_output_file
     from lsm.plots import conductance_histogram
 
     check_output_file(args.out, "--out")
@@ -563,8 +563,8 @@ def _cmd_crossbar_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_crossbar_vmm_error(args: argparse.Namespace) -> int:
-    from lsm.io import check_output_file
     from lsm.crossbar.analysis import vmm_error_sweep
+    from lsm.io import check_output_file
     from lsm.plots import vmm_error_plot
 
     check_output_file(args.out, "--out")

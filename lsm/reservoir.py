@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from lsm.validation import array_bytes, check_memory
 from lsm.config import LSMConfig
 from lsm.events import EventBatch
 from lsm.kernels import RESET_CODES, lif_events
 from lsm.progress import progress_bar
+from lsm.validation import array_bytes, check_memory
 from lsm.weights import WeightSet, as_weight_source, check_weights
 
 __all__ = ["LSM", "FEATURES", "BACKENDS"]

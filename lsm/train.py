@@ -28,8 +28,6 @@ def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_d
 
     import tomli_w
 
-    from lsm.io import check_output_dir
-    from lsm.validation import check_int
     from lsm.data import (
         encode_dataset,
         nmnist,
@@ -39,9 +37,11 @@ def run_train(dataset: str, root, readout: str = "linear", seeds: int = 1, out_d
     )
     from lsm.data.cache import as_cache
     from lsm.data.formats import data_kind
+    from lsm.io import check_output_dir
     from lsm.readout import ReadoutConfig, train_and_test
     from lsm.reservoir import LSM
     from lsm.runs import mean_std, run_directory, write_json
+    from lsm.validation import check_int
 
     check_int("run_train", "seeds", seeds, 1)
     cfg = ReadoutConfig(kind=readout)

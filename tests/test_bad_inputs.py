@@ -22,8 +22,6 @@ import numpy as np
 import pytest
 
 from lsm import LSM, LSMConfig
-from lsm.io import load_npz, remove_stale_temporaries
-from lsm.validation import InvalidTypeError, MemoryBudgetError
 from lsm.cli import main
 from lsm.data import (
     BadSampleError,
@@ -36,6 +34,8 @@ from lsm.data import (
 )
 from lsm.data.formats import NMNIST_DTYPE, write_nmnist_bin
 from lsm.events import EventBatch
+from lsm.io import load_npz, remove_stale_temporaries
+from lsm.validation import InvalidTypeError, MemoryBudgetError
 
 TINY = LSMConfig(n_inputs=8, n_neurons=10, n_bins=5)
 TINY_TIDIGITS = LSMConfig(n_inputs=64, n_neurons=10, n_bins=5)

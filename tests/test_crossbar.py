@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from lsm.crossbar import (
+    ADC,
     STUCK_HRS,
     STUCK_LRS,
     CrossbarArray,
@@ -19,7 +20,6 @@ from lsm.crossbar import (
     IRDrop,
     ProgrammingParams,
     Pulse,
-    ADC,
     ReadParams,
     Region,
 )

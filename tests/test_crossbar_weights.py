@@ -5,7 +5,7 @@ import pytest
 from conftest import random_raster
 
 from lsm import LSM, LSMConfig
-from lsm.crossbar import CrossbarArray, DeviceParams, DifferentialMapping, InputDAC, ADC
+from lsm.crossbar import ADC, CrossbarArray, DeviceParams, DifferentialMapping, InputDAC
 from lsm.kernels import crossbar_multiply, hash_normal
 from lsm.weights import CrossbarWeights
 

@@ -55,9 +55,9 @@ def run_zeroshot(nmnist_root, ntidigits_path, seeds: int = 3, cfg: ZeroShotConfi
                  plots: bool = True) -> dict:
     """Repeat encode -> fit (train/validation) -> evaluate (test, once) for ``seeds`` seeds,
     each with a fresh reservoir weight draw; write metrics.json, config.toml and plots."""
+    from lsm.data.cache import as_cache
     from lsm.io import check_output_dir
     from lsm.validation import check_int
-    from lsm.data.cache import as_cache
 
     check_int("run_zeroshot", "seeds", seeds, 1)
     cfg = cfg or ZeroShotConfig()

@@ -21,7 +21,7 @@ from lsm.crossbar.device import (
     ReadParams,
 )
 from lsm.crossbar.mapping import DifferentialMapping
-from lsm.crossbar.peripherals import InputDAC, IRDrop, ADC
+from lsm.crossbar.peripherals import ADC, InputDAC, IRDrop
 
 __all__ = [
     "CrossbarArray", "Region", "VerifyResult", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS",

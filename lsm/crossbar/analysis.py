@@ -9,7 +9,7 @@ import numpy as np
 from lsm.crossbar.array import STUCK_HRS, STUCK_LRS, CrossbarArray, Region
 from lsm.crossbar.device import DeviceParams, Pulse
 from lsm.crossbar.mapping import DifferentialMapping
-from lsm.crossbar.peripherals import InputDAC, ADC
+from lsm.crossbar.peripherals import ADC, InputDAC
 
 __all__ = ["conductance_stats", "vmm_error_sweep"]
 

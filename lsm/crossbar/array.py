@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
-from lsm.validation import array_bytes, check_memory
 from lsm.crossbar.device import FORM, RESET, SET, DeviceParams, Pulse
-from lsm.crossbar.peripherals import InputDAC, IRDrop, ADC
+from lsm.crossbar.peripherals import ADC, InputDAC, IRDrop
+from lsm.validation import array_bytes, check_memory
 
 __all__ = ["Region", "CrossbarArray", "VerifyResult", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS"]
 

@@ -243,8 +243,8 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     ``"<speaker>-<take>-<label>"`` with label in 'o', '1'..'9', 'z'.
     """
     from lsm.io import check_output_file
-    from lsm.validation import check_int
     from lsm.progress import progress_bar
+    from lsm.validation import check_int
 
     check_output_file(out, "twin file")
     check_int("make_ntidigits_twin", "takes", takes, 1)
