@@ -18,6 +18,7 @@ import numpy as np
 
 from hw.macro import DEFAULT_RESOURCE, Macro
 from lsm.config import LSMConfig
+from lsm.kernels import membrane_update
 from lsm.weights import WeightSet, check_weights
 
 __all__ = ["MacroWeights", "MacroInLoop"]
@@ -59,7 +60,9 @@ class MacroWeights:
         if self.form_pulse is None:
             self.form_pulse = Pulse.form()
 
-    def _macro(self) -> Macro:
+    def open_macro(self) -> Macro:
+        """A new connection to this source's macro, with its limits and journal; use it as a
+        context manager (``with source.open_macro() as m: ...``) so that it is closed."""
         return Macro(self.resource, self.limits, self.journal)
 
     def _form_without_journal(self, m: Macro, box, pulse) -> str | None:
@@ -80,7 +83,7 @@ class MacroWeights:
 
         if config.p_in < 1 or config.p_rec < 1:
             raise ValueError("MacroWeights forms the whole block: p_in and p_rec must be 1")
-        with self._macro() as m:
+        with self.open_macro() as m:
             mapping = DifferentialMapping(config.n_inputs, config.n_neurons, *m.geometry)
             reg = mapping.region
             box = (reg.row_start, reg.row_stop, reg.col_start, reg.col_stop)
@@ -129,7 +132,7 @@ class MacroInLoop:
                  np.float32(c.w_rec_const / self.source.g_unit_us))
         u = np.zeros((b, n), np.float32)
         s = np.zeros((b, n), np.uint8)
-        with self.source._macro() as m:
+        with self.source.open_macro() as m:
             for t in range(n_bins):
                 if gains[0] == gains[1]:
                     x = np.concatenate([raster[:, t], s], axis=1)
@@ -137,14 +140,9 @@ class MacroInLoop:
                 else:
                     current = (self._multiply(m, raster[:, t], (r0, r0 + n_in), gains[0], v_read)
                                + self._multiply(m, s, (r0 + n_in, r1), gains[1], v_read))
-                fired = s.astype(bool)
-                if reset_mode == 0:
-                    u = decay * np.where(fired, np.float32(0), u) + current
-                elif reset_mode == 1:
-                    u = decay * u + current - v_th * fired.astype(np.float32)
-                else:
-                    u = decay * u + current
-                s = (u > v_th).astype(np.uint8)
+                u, fired = membrane_update(u, current, s.astype(np.float32), decay, v_th,
+                                           reset_mode)
+                s = fired.astype(np.uint8)
                 counts += s
                 if spikes.shape[0]:
                     spikes[:, t] = s

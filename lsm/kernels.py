@@ -1,4 +1,4 @@
-"""Numba kernels of the event-driven LIF reservoir (the hot path).
+"""Numba kernels of the event-driven LIF reservoir (the hot path), and the one membrane update.
 
 Pure functions, arrays in and arrays out; :class:`lsm.reservoir.LSM` validates inputs, converts
 dtypes and layouts and reports progress. Per sample and per time bin ``t``::
@@ -8,6 +8,12 @@ dtypes and layouts and reports progress. Per sample and per time bin ``t``::
     u_t = decay * u_{t-1} + I_t - v_th * s_{t-1}        reset = subtract  (RESET_SUBTRACT)
     u_t = decay * u_{t-1} + I_t                         reset = none      (RESET_NONE)
     s_t = [u_t > v_th]
+
+The last four lines are :func:`membrane_update`, the only definition of the neuron in the
+project: the kernels here inline its Numba compilation per neuron, and the dense torch reference
+(:mod:`lsm.torch_backend`) and the chip loop (``hw.weights.MacroInLoop``) call it on whole
+tensors / arrays. ``1 - s_{t-1}`` is computed as ``s_{t-1} == 0``: the same factor (exactly 1
+or 0) in any dtype, with no integer literal to widen float32 arithmetic under Numba.
 
 All arithmetic is float32 in exactly this order (input rows in event order, then recurrent rows in
 increasing neuron order; no fused multiply-add, no fast-math reordering): for the same current
@@ -30,13 +36,64 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["RESET_ZERO", "RESET_SUBTRACT", "RESET_NONE", "RESET_CODES", "lif_events",
-           "lif_events_crossbar", "crossbar_multiply", "hash_normal"]
+__all__ = ["RESET_ZERO", "RESET_SUBTRACT", "RESET_NONE", "RESET_CODES", "membrane_update",
+           "lif_events", "lif_events_crossbar", "crossbar_multiply", "hash_normal"]
 
+#: Reset rules after a spike, as the kernels and :func:`membrane_update` take them.
 RESET_ZERO = 0
 RESET_SUBTRACT = 1
 RESET_NONE = 2
+#: :attr:`lsm.config.LSMConfig.reset` names -> reset codes.
 RESET_CODES = {"zero": RESET_ZERO, "subtract": RESET_SUBTRACT, "none": RESET_NONE}
+
+
+def membrane_update(u, current, fired, decay, v_th, reset_mode):
+    """One time step of the leaky integrate-and-fire membrane (snntorch's ``Leaky``).
+
+    ``reset_mode`` picks what happens to a neuron that fired in the previous step::
+
+        RESET_ZERO:      u_t = decay * (u_{t-1} * (1 - s_{t-1})) + I_t
+        RESET_SUBTRACT:  u_t = decay * u_{t-1} + I_t - v_th * s_{t-1}
+        RESET_NONE:      u_t = decay * u_{t-1} + I_t
+        s_t = [u_t > v_th]
+
+    Written with operators only, so that the same definition runs on NumPy arrays, on torch
+    tensors and, compiled by Numba, on the float32 scalars of the kernels; float32 in, float32
+    out, in exactly this order of operations (no fused multiply-add).
+
+    Parameters
+    ----------
+    u : float32 scalar, ndarray or tensor
+        Membrane potential ``u_{t-1}``.
+    current : like ``u``
+        Input current ``I_t`` of this step (input and recurrent drive summed).
+    fired : like ``u`` (0 or 1), or bool
+        Spikes ``s_{t-1}`` of the previous step.
+    decay : float32
+        Leak factor per step (snntorch's ``beta``), in [0, 1].
+    v_th : float32
+        Firing threshold, > 0.
+    reset_mode : int
+        :data:`RESET_ZERO`, :data:`RESET_SUBTRACT` or :data:`RESET_NONE`.
+
+    Returns
+    -------
+    u_t : like ``u``
+        The new membrane potential.
+    s_t : bool, like ``u``
+        ``u_t > v_th``: the spikes of this step.
+    """
+    if reset_mode == RESET_ZERO:
+        u_t = decay * (u * (fired == 0)) + current
+    elif reset_mode == RESET_SUBTRACT:
+        u_t = decay * u + current - v_th * fired
+    else:
+        u_t = decay * u + current
+    return u_t, u_t > v_th
+
+
+#: :func:`membrane_update` compiled for the kernels (inlined into their per-neuron loop).
+_membrane_update = njit(nogil=True, cache=True, inline="always")(membrane_update)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -95,37 +152,29 @@ def _add_csr_rows(acc, indptr, indices, data, rows, lo, hi):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _membrane_step(u, current, keep, fired, fired_idx, decay, v_th, reset_mode):
-    """One bin of the membrane equation for every neuron, branch-free; zeroes ``current``,
-    updates ``keep = 1 - s_t`` and ``fired = s_t``, writes the indices of the neurons that fired
-    into ``fired_idx`` (increasing) and returns how many."""
+def _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode):
+    """:func:`membrane_update` for every neuron, branch-free; zeroes ``current``, updates ``u``
+    and ``fired = s_t`` (float32 0 or 1), writes the indices of the neurons that fired into
+    ``fired_idx`` (increasing) and returns how many."""
     n = u.shape[0]
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    if reset_mode == 0:
+    # one loop per rule, the rule a constant in each: no per-neuron branch on reset_mode
+    if reset_mode == RESET_ZERO:
         for i in range(n):
-            ui = decay * (u[i] * keep[i]) + current[i]
-            u[i] = ui
+            u[i], s = _membrane_update(u[i], current[i], fired[i], decay, v_th, RESET_ZERO)
             current[i] = zero
-            f = one if ui > v_th else zero
-            fired[i] = f
-            keep[i] = one - f
-    elif reset_mode == 1:
+            fired[i] = one if s else zero
+    elif reset_mode == RESET_SUBTRACT:
         for i in range(n):
-            ui = decay * u[i] + current[i] - v_th * fired[i]
-            u[i] = ui
+            u[i], s = _membrane_update(u[i], current[i], fired[i], decay, v_th, RESET_SUBTRACT)
             current[i] = zero
-            f = one if ui > v_th else zero
-            fired[i] = f
-            keep[i] = one - f
+            fired[i] = one if s else zero
     else:
         for i in range(n):
-            ui = decay * u[i] + current[i]
-            u[i] = ui
+            u[i], s = _membrane_update(u[i], current[i], fired[i], decay, v_th, RESET_NONE)
             current[i] = zero
-            f = one if ui > v_th else zero
-            fired[i] = f
-            keep[i] = one - f
+            fired[i] = one if s else zero
     # compaction without branches: every index is written, only spikes advance the cursor
     n_fired = 0
     for i in range(n):
@@ -156,7 +205,6 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
     record = spikes.shape[0] > 0
     u = np.zeros(n, np.float32)
     current = np.zeros(n, np.float32)
-    keep = np.ones(n, np.float32)     # 1 - s_{t-1}
     fired = np.zeros(n, np.float32)   # s_{t-1}
     fired_idx = np.empty(n, np.int64)
     n_fired = 0
@@ -177,7 +225,7 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
             _add_dense_rows(current, w_rec_flat, fired_idx, 0, n_fired)
         else:
             _add_csr_rows(current, rec_indptr, rec_indices, rec_data, fired_idx, 0, n_fired)
-        n_fired = _membrane_step(u, current, keep, fired, fired_idx, decay, v_th, reset_mode)
+        n_fired = _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode)
         _record_spikes(fired_idx, n_fired, t, counts, spikes, record)
 
 
@@ -305,7 +353,6 @@ def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m
     one_multiply = gain_in == gain_rec
     u = np.zeros(n, np.float32)
     current = np.zeros(n, np.float32)
-    keep = np.ones(n, np.float32)
     fired = np.zeros(n, np.float32)
     fired_idx = np.empty(n, np.int64)
     acc = np.zeros(2 * n, np.float32)
@@ -338,7 +385,7 @@ def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m
                 _adc_differential(acc, m2_in, 0, m2_rec, n_fired, key_t + n2, v_read,
                                   noise_scale, adc_scale, adc_off, max_code, gain_rec, current)
         p = q
-        n_fired = _membrane_step(u, current, keep, fired, fired_idx, decay, v_th, reset_mode)
+        n_fired = _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode)
         _record_spikes(fired_idx, n_fired, t, counts, spikes, record)
 
 

@@ -4,9 +4,12 @@ Same update as :mod:`lsm.kernels`, on a dense input raster, batched over samples
 
     I_t = x_t @ W_in + s_{t-1} @ W_rec
     u_t = decay * (u_{t-1} * (1 - s_{t-1})) + I_t        (reset = "zero")
+    u_t = decay * u_{t-1} + I_t - v_th * s_{t-1}         (reset = "subtract")
+    u_t = decay * u_{t-1} + I_t                          (reset = "none")
     s_t = [u_t > v_th]
 
-The input projection of all bins is one batched matmul; the recurrence is a loop over bins.
+The membrane lines are :func:`lsm.kernels.membrane_update`, applied here to whole tensors. The
+input projection of all bins is one batched matmul; the recurrence is a loop over bins.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["default_device", "lif_dense"]
+from lsm.kernels import RESET_CODES, membrane_update
+
+__all__ = ["default_device", "lif_dense", "lif_snntorch", "to_tensor"]
 
 
 def default_device() -> torch.device:
@@ -44,6 +49,9 @@ def lif_dense(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, dec
     counts : int32 tensor (batch, n_neurons)
     spikes : uint8 tensor (batch, n_bins, n_neurons) or None
     """
+    if reset not in RESET_CODES:
+        raise ValueError(f"reset must be one of {sorted(RESET_CODES)}, got {reset!r}")
+    reset_mode = RESET_CODES[reset]
     batch, n_bins, _ = raster.shape
     n = w_rec.shape[0]
     dtype = torch.float32
@@ -57,13 +65,7 @@ def lif_dense(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, dec
     v_th_t = torch.tensor(v_th, dtype=dtype, device=raster.device)
     for t in range(n_bins):
         current = drive[:, t] + s @ w_rec
-        if reset == "zero":
-            u = decay_t * (u * (1.0 - s)) + current
-        elif reset == "subtract":
-            u = decay_t * u + current - s * v_th_t
-        else:
-            u = decay_t * u + current
-        fired = u > v_th_t
+        u, fired = membrane_update(u, current, s, decay_t, v_th_t, reset_mode)
         s = fired.to(dtype)
         counts += fired
         if record:
@@ -72,6 +74,7 @@ def lif_dense(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, dec
 
 
 def to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``a`` (made C-contiguous) as a tensor on ``device``."""
     return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
 
