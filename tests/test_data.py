@@ -1,13 +1,14 @@
 """Datasets: real on-disk formats through tonic, preprocessing, twins, cache, bad files."""
 
+import dataclasses
 import json
+import os
 import re
+import shutil
 
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from lsm import LSM, LSMConfig
 from lsm.cli import main
@@ -25,7 +26,8 @@ from lsm.data import (
 )
 from lsm.data.datasets import _fetch
 from lsm.data.formats import NMNIST_DTYPE, write_ntidigits_hdf5
-from lsm.data.transforms import ToEventStream
+from lsm.data.transforms import Preprocessing, ToEventStream
+from lsm.weights import WeightSet
 
 
 def random_nmnist_events(rng, n=500, t_max=300_000):
@@ -290,40 +292,138 @@ def test_cache_hit_miss_and_corruption(tiny_twins, tmp_path):
     assert encode_dataset(ds, pre, lsm, cache=tmp_path, progress=False).cache_hit
 
 
-@settings(max_examples=25, deadline=None)
-@given(change=st.sampled_from(["crop", "polarity", "n_bins", "binarize", "decay", "v_th",
-                               "seed", "sigma", "features", "policy", "file"]))
-def test_every_parameter_change_is_a_cache_miss(tmp_path_factory, change):
-    from lsm.data import cache_key
-    from lsm.weights import GaussianWeights
+# ---------------------------------------------------------------- the cache key
+class FixedWeights:
+    """Weights that ignore the config: a change of an LSMConfig field reaches the key only
+    through the config, a change of the values only through the fingerprint, a change of the
+    label only through the provenance."""
 
-    root = tmp_path_factory.mktemp("c")
-    write_folder(root, np.random.default_rng(0), per_class=1, classes=range(2))
-    base = dict(crop=16, polarity=1, n_bins=50, binarize=True, decay=0.9, v_th=5.0, seed=0,
-                sigma=9.5, features="rates", policy="error")
+    def __init__(self, n_inputs, n_neurons, label="fixed", nudge=False):
+        g = np.random.default_rng(7)
+        self.w_in = g.normal(0, 1, (n_inputs, n_neurons)).astype(np.float32)
+        self.w_rec = g.normal(0, 0.3, (n_neurons, n_neurons)).astype(np.float32)
+        if nudge:  # the smallest change there is: one entry, one float32 step
+            self.w_rec[0, 0] = np.nextafter(self.w_rec[0, 0], np.float32(np.inf))
+        self.label = label
 
-    def key(p):
-        pre = nmnist_preprocessing(crop=p["crop"], polarity=p["polarity"], n_bins=p["n_bins"],
-                                   binarize=p["binarize"])
-        cfg = LSMConfig(n_inputs=pre.n_channels, n_bins=p["n_bins"], decay=p["decay"],
-                        v_th=p["v_th"], seed=p["seed"], n_neurons=20)
-        lsm = LSM(cfg, weights=GaussianWeights(sigma=p["sigma"]))
-        return cache_key(dataset=nmnist(root, "train").identity(),
-                         preprocessing=pre.describe(), lsm=cfg.to_dict(), weights=lsm.provenance,
-                         weights_sha256=lsm.weight_set.fingerprint(), features=p["features"],
-                         on_bad_sample=p["policy"], version=1)
+    def build(self, config):
+        return WeightSet(self.w_in, self.w_rec, {"source": "fixed", "label": self.label})
 
-    k0 = key(base)
-    assert key(base) == k0
-    changed = dict(base)
-    alt = {"crop": 12, "polarity": 0, "n_bins": 40, "binarize": False, "decay": 0.8,
-           "v_th": 4.0, "seed": 1, "sigma": 9.0, "features": "counts", "policy": "skip"}
-    if change == "file":
-        f = next((root / "Train").rglob("*.bin"))
-        f.write_bytes(f.read_bytes()[:-5])  # a data file changed
-    else:
-        changed[change] = alt[change]
-    assert key(changed) != k0
+
+@pytest.fixture(scope="module")
+def key_twins(tmp_path_factory):
+    from lsm.data.twin_nmnist import make_nmnist_twin
+    from lsm.data.twin_ntidigits import make_ntidigits_twin
+
+    root = tmp_path_factory.mktemp("keys")
+    make_nmnist_twin(root / "nm", n_train=3, n_test=1, seed=3, progress=False)
+    make_ntidigits_twin(root / "td.hdf5", n_speakers=2, seed=3, progress=False)
+    return root
+
+
+def _copy(src, dst):
+    (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)  # both keep mtimes
+    return dst
+
+
+# every field of LSMConfig that changes neither the weights' shapes nor the preprocessing's
+# (n_inputs, n_bins and n_neurons do, and would reach the key through those too)
+_SHAPE_FIELDS = {"n_inputs", "n_neurons", "n_bins"}
+_OTHER_VALUE = {"decay": 0.8, "v_th": 4.0, "reset": "subtract", "w_in_const": 0.08,
+                "w_rec_const": 0.06, "p_in": 0.5, "p_rec": 0.5, "seed": 1}
+
+
+def test_the_key_table_covers_every_lsm_config_field():
+    names = {f.name for f in dataclasses.fields(LSMConfig)}
+    assert names - _SHAPE_FIELDS == set(_OTHER_VALUE), "a new LSMConfig field: add it above"
+    assert all(getattr(LSMConfig(), k) != v for k, v in _OTHER_VALUE.items())
+
+
+def _nmnist_key(root, split="train", pre=None, cfg=None, weights=None, features="rates",
+                on_bad_sample="error", cache=None):
+    """The real key: what encode_dataset computes (and caches under), from fresh objects."""
+    pre = pre or nmnist_preprocessing(crop=4, n_bins=10)
+    cfg = cfg or LSMConfig(n_inputs=16, n_neurons=6, n_bins=10)
+    weights = weights or FixedWeights(16, 6)
+    return encode_dataset(nmnist(root, split), pre, LSM(cfg, weights=weights),
+                          features=features, cache=cache, on_bad_sample=on_bad_sample,
+                          progress=False).key
+
+
+def _change_a_file(how):
+    def change(root):
+        f = sorted((root / "Train").rglob("*.bin"))[0]
+        if how == "shorter":  # one event (5 bytes) fewer
+            f.write_bytes(f.read_bytes()[:-5])
+        elif how == "touched":  # same bytes, a later mtime
+            st_ = f.stat()
+            os.utime(f, ns=(st_.st_atime_ns, st_.st_mtime_ns + 1_000_000_000))
+        elif how == "renamed":  # same bytes and mtime, same class, another name
+            f.rename(f.with_name("99999.bin"))
+        elif how == "added":
+            _copy(f, f.with_name("99999.bin"))
+        elif how == "removed":
+            f.unlink()
+    return change
+
+
+@pytest.mark.parametrize("how", ["shorter", "touched", "renamed", "added", "removed"])
+def test_a_changed_dataset_file_changes_the_key(key_twins, tmp_path, how):
+    root = _copy(key_twins / "nm", tmp_path / "nm")
+    k0 = _nmnist_key(root)
+    assert _nmnist_key(root) == k0  # nothing changed: the same key
+    _change_a_file(how)(root)
+    assert _nmnist_key(root) != k0
+
+
+def test_the_key_follows_the_hdf5_file_and_the_split(key_twins, tmp_path):
+    path = _copy(key_twins / "td.hdf5", tmp_path / "td.hdf5")
+    pre = ntidigits_preprocessing(n_bins=12)
+    cfg = LSMConfig.ntidigits(n_bins=12, n_neurons=6)
+
+    def key(split="train"):
+        return encode_dataset(ntidigits(path, split), pre, LSM(cfg, weights=FixedWeights(64, 6)),
+                              progress=False).key
+
+    k0 = key()
+    assert key() == k0 and key("test") != k0
+    st_ = path.stat()
+    os.utime(path, ns=(st_.st_atime_ns, st_.st_mtime_ns + 1_000_000_000))
+    assert key() != k0
+
+
+def _variants():
+    """(name, keyword arguments of _nmnist_key): each differs from the base in one part only."""
+    base = nmnist_preprocessing(crop=4, n_bins=10)
+    cfg = LSMConfig(n_inputs=16, n_neurons=6, n_bins=10)
+    yield "split", dict(split="test")
+    yield "preprocessing polarity", dict(pre=nmnist_preprocessing(crop=4, n_bins=10, polarity=0))
+    yield "preprocessing binarize", dict(pre=nmnist_preprocessing(crop=4, n_bins=10,
+                                                                  binarize=False))
+    yield "preprocessing resolution", dict(pre=Preprocessing(
+        base.steps, dataclasses.replace(base.stream, resolution_us=2)))
+    for name, value in _OTHER_VALUE.items():
+        yield f"config {name}", dict(cfg=cfg.replace(**{name: value}))
+    yield "weights provenance", dict(weights=FixedWeights(16, 6, label="other"))
+    yield "weights values", dict(weights=FixedWeights(16, 6, nudge=True))
+    yield "features counts", dict(features="counts")
+    yield "features binned", dict(features="binned")
+    yield "on_bad_sample", dict(on_bad_sample="skip")
+
+
+def test_every_part_of_the_key_changes_it_alone(key_twins, tmp_path):
+    """Each variant changes one input of the encoding, and nothing it reaches the key through
+    but that input: a key that left the input out would not change."""
+    root = key_twins / "nm"
+    k0 = _nmnist_key(root)
+    assert re.fullmatch(r"[0-9a-f]{64}", k0)
+    # the same inputs, from new objects, with or without a cache: the same key
+    assert _nmnist_key(root) == k0 == _nmnist_key(root, cache=tmp_path / "cache")
+    keys = {"base": k0}
+    for name, kwargs in _variants():
+        keys[name] = _nmnist_key(root, **kwargs)
+        assert keys[name] != k0, name
+    assert len(set(keys.values())) == len(keys)  # and no two variants collide
 
 
 # ---------------------------------------------------------------- CLI end to end
