@@ -6,8 +6,10 @@ g_unit`` (the paper's usage). Against the emulator with the same seed and device
 same weights as :class:`lsm.weights.CrossbarWeights`.
 
 ``mode="in_loop"``: additionally, every time step's matrix-vector product of the encoding runs on
-the macro (``VMM?``), batched across samples: the input spikes and the reservoir's last spikes
-drive the rows, the ADC codes of the columns come back and become the differential currents.
+the macro (``VMM?``), batched across samples (:class:`MacroInLoop`, an
+:class:`lsm.inloop.InLoopEncoder`): the input spikes and the reservoir's last spikes drive the
+rows, the ADC codes of the columns come back and become the differential currents of
+:func:`lsm.kernels.membrane_update`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 
 from hw.macro import DEFAULT_RESOURCE, Macro
 from lsm.config import LSMConfig
+from lsm.events import EventBatch
+from lsm.inloop import check_encode_arguments
 from lsm.kernels import membrane_update
 from lsm.weights import WeightSet, check_weights
 
@@ -112,34 +116,64 @@ class MacroWeights:
 
 
 class MacroInLoop:
-    """Encodes with every multiply on the macro (the LSM calls :meth:`encode`)."""
+    """Encodes with every multiply on the macro: an :class:`lsm.inloop.InLoopEncoder`.
+
+    Per bin, the samples of a batch are multiplied together (``VMM?``): the input spikes and the
+    reservoir's last spikes drive the block's rows at ``v_read`` (one multiply; two, input rows
+    then recurrent rows, when the consts differ), the ADC codes of the columns come back and
+    become the differential current ``I_t = gain * (I+ - I-) / v_read`` with ``gain = const /
+    g_unit_us``; then :func:`lsm.kernels.membrane_update`, the same equation as every other
+    path::
+
+        u_t = decay * (u_{t-1} * (1 - s_{t-1})) + I_t       reset = "zero"
+        u_t = decay * u_{t-1} + I_t - v_th * s_{t-1}        reset = "subtract"
+        u_t = decay * u_{t-1} + I_t                         reset = "none"
+        s_t = [u_t > v_th]
+
+    Parameters
+    ----------
+    source : MacroWeights
+        Opens the macro (:meth:`MacroWeights.open_macro`) for each batch; gives ``v_read`` and
+        ``g_unit_us``.
+    box : (r0, r1, c0, c1)
+        The block of differential pairs on the macro: ``n_inputs`` input rows then
+        ``n_neurons`` recurrent rows, G+ columns then G- columns.
+    config : LSMConfig
+        Sizes and the consts of the reservoir.
+    adc : lsm.crossbar.ADC
+        The macro's ADC (codes -> uA).
+    """
 
     def __init__(self, source: MacroWeights, box, config: LSMConfig, adc) -> None:
         self.source, self.box, self.config, self.adc = source, box, config, adc
 
-    def encode(self, offsets, bins, channels, n_bins, decay, v_th, reset_mode, counts, spikes,
-               sample_offset: int) -> None:
-        from lsm.events import EventBatch
-
+    def encode(self, *, events: EventBatch, decay: float, v_th: float, reset: str,
+               counts: np.ndarray, spikes: np.ndarray, sample_offset: int) -> None:
+        """See :meth:`lsm.inloop.InLoopEncoder.encode`; ``sample_offset`` is not needed (the
+        macro draws its own noise)."""
         c = self.config
         n_in, n = c.n_inputs, c.n_neurons
-        r0, r1, c0, c1 = self.box
-        batch = EventBatch(offsets, bins, channels, n_bins, n_in)
-        raster = batch.to_raster(np.uint8)
-        b = len(batch)
-        v_read = self.source.v_read
+        reset_mode = check_encode_arguments(events, reset, counts, spikes, n, "MacroInLoop")
+        if events.n_channels != n_in:
+            raise ValueError(f"MacroInLoop.encode: events have {events.n_channels} channels, "
+                             f"the block {n_in} input rows")
+        r0, r1, _, _ = self.box
+        raster = events.to_raster(np.uint8)
+        decay, v_th = np.float32(decay), np.float32(v_th)
+        v_read_v = self.source.v_read
         gains = (np.float32(c.w_in_const / self.source.g_unit_us),
                  np.float32(c.w_rec_const / self.source.g_unit_us))
-        u = np.zeros((b, n), np.float32)
-        s = np.zeros((b, n), np.uint8)
+        u = np.zeros((len(events), n), np.float32)
+        s = np.zeros((len(events), n), np.uint8)
         with self.source.open_macro() as m:
-            for t in range(n_bins):
+            for t in range(events.n_bins):
                 if gains[0] == gains[1]:
                     x = np.concatenate([raster[:, t], s], axis=1)
-                    current = self._multiply(m, x, (r0, r1), gains[0], v_read)
+                    current = self._multiply(m, x, (r0, r1), gains[0], v_read_v)
                 else:
-                    current = (self._multiply(m, raster[:, t], (r0, r0 + n_in), gains[0], v_read)
-                               + self._multiply(m, s, (r0 + n_in, r1), gains[1], v_read))
+                    current = (self._multiply(m, raster[:, t], (r0, r0 + n_in), gains[0],
+                                              v_read_v)
+                               + self._multiply(m, s, (r0 + n_in, r1), gains[1], v_read_v))
                 u, fired = membrane_update(u, current, s.astype(np.float32), decay, v_th,
                                            reset_mode)
                 s = fired.astype(np.uint8)
@@ -147,11 +181,15 @@ class MacroInLoop:
                 if spikes.shape[0]:
                     spikes[:, t] = s
 
-    def _multiply(self, m, x, rows, gain, v_read) -> np.ndarray:
+    def _multiply(self, m: Macro, x: np.ndarray, rows: tuple[int, int], gain: np.float32,
+                  v_read_v: float) -> np.ndarray:
+        """The differential current (weight units, float32 (len(x), n_neurons)) of one
+        multiply of the spike vectors ``x`` on ``rows``; nothing is sent when no row is
+        active."""
         n = self.config.n_neurons
         _, _, c0, c1 = self.box
         if not x.any():
             return np.zeros((len(x), n), np.float32)
-        codes = m.vmm(rows, (c0, c1), x, v_read=v_read)
-        g_sum = self.adc.currents(codes) / v_read
-        return (gain * (g_sum[:, :n] - g_sum[:, n:])).astype(np.float32)
+        codes = m.vmm(rows, (c0, c1), x, v_read=v_read_v)
+        g_sum_us = self.adc.currents(codes) / v_read_v
+        return (gain * (g_sum_us[:, :n] - g_sum_us[:, n:])).astype(np.float32)

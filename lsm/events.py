@@ -72,7 +72,18 @@ class EventBatch:
         return self.bins[lo:hi], self.channels[lo:hi]
 
     def select(self, index: slice | np.ndarray) -> EventBatch:
-        """A new batch with the samples ``index`` (a slice or integer array), in that order."""
+        """A new batch with the samples ``index`` (a slice or integer array), in that order.
+
+        A slice with step 1 is a contiguous run of this (valid) batch: it shares the event
+        arrays (views) and is not checked again, so that cutting a batch into kernel calls
+        costs nothing per event.
+        """
+        if isinstance(index, slice) and index.step in (None, 1):
+            lo, hi, _ = index.indices(len(self))
+            hi = max(lo, hi)
+            e_lo, e_hi = self.offsets[lo], self.offsets[hi]
+            return self._unchecked(self.offsets[lo:hi + 1] - e_lo, self.bins[e_lo:e_hi],
+                                   self.channels[e_lo:e_hi])
         idx = np.arange(len(self))[index]
         starts = self.offsets[idx]
         counts = self.offsets[idx + 1] - starts
@@ -82,6 +93,15 @@ class EventBatch:
         take = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
         return EventBatch(offsets, self.bins[take], self.channels[take], self.n_bins,
                           self.n_channels)
+
+    def _unchecked(self, offsets: np.ndarray, bins: np.ndarray,
+                   channels: np.ndarray) -> EventBatch:
+        """A batch of this one's sizes from arrays already valid and in the kernel's dtypes."""
+        out = object.__new__(EventBatch)
+        for name, value in (("offsets", offsets), ("bins", bins), ("channels", channels),
+                            ("n_bins", self.n_bins), ("n_channels", self.n_channels)):
+            object.__setattr__(out, name, value)
+        return out
 
     def to_raster(self, dtype=np.uint8) -> np.ndarray:
         """Dense (n_samples, n_bins, n_channels) event counts."""

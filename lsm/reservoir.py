@@ -10,6 +10,7 @@ import scipy.sparse
 
 from lsm.config import LSMConfig
 from lsm.events import EventBatch
+from lsm.inloop import check_in_loop_encoder
 from lsm.kernels import RESET_CODES, lif_events
 from lsm.progress import progress_bar
 from lsm.validation import array_bytes, check_memory
@@ -94,6 +95,9 @@ class LSM:
                                               type(self.weight_source).__name__)
         self.provenance = dict(ws.provenance)
         self._in_loop = ws.in_loop
+        if self._in_loop is not None:
+            check_in_loop_encoder(self._in_loop,
+                                  f"{type(self.weight_source).__name__}.build().in_loop")
         if self._in_loop is not None and backend != "numba":
             raise ValueError("in-loop crossbar simulation runs on the numba backend only")
         self._in_ops = _kernel_operands(self.w_in, csr_below)
@@ -216,10 +220,10 @@ class LSM:
         e_lo, e_hi = batch.offsets[lo], batch.offsets[hi]
         offsets = batch.offsets[lo:hi + 1] - e_lo
         if self._in_loop is not None:
-            self._in_loop.encode(offsets, batch.bins[e_lo:e_hi], batch.channels[e_lo:e_hi],
-                                 c.n_bins, np.float32(c.decay), np.float32(c.v_th),
-                                 RESET_CODES[c.reset], counts[lo:hi],
-                                 spikes[lo:hi] if spikes.shape[0] else spikes, sample_offset=lo)
+            self._in_loop.encode(events=batch.select(slice(lo, hi)), decay=np.float32(c.decay),
+                                 v_th=np.float32(c.v_th), reset=c.reset, counts=counts[lo:hi],
+                                 spikes=spikes[lo:hi] if spikes.shape[0] else spikes,
+                                 sample_offset=lo)
             return
         lif_events(offsets, batch.bins[e_lo:e_hi], batch.channels[e_lo:e_hi], c.n_bins,
                    *self._in_ops, *self._rec_ops, np.float32(c.decay), np.float32(c.v_th),

@@ -5,8 +5,11 @@ matrix ``w_in`` (n_inputs, n_neurons), the recurrent matrix ``w_rec`` (n_neurons
 float32, and a JSON-serialisable ``provenance`` that says how they were made (it keys the feature
 cache, so two sources that could give different weights must describe themselves differently).
 
-Sources here: :class:`GaussianWeights` (the paper's software baseline) and :class:`ArrayWeights`
-(explicit arrays). The crossbar, measured-map and chip sources implement the same protocol.
+Sources here: :class:`GaussianWeights` (the paper's software baseline), :class:`ArrayWeights`
+(explicit arrays), :class:`CrossbarWeights` (a simulated RRAM crossbar) and
+:class:`MeasuredWeights` (a conductance map measured on a chip); ``hw.weights.MacroWeights`` (the
+chip itself) implements the same protocol. A source may also return an in-loop encoder
+(:class:`lsm.inloop.InLoopEncoder`) that computes every multiply on its array.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from lsm.config import LSMConfig
+from lsm.inloop import InLoopCrossbar, InLoopEncoder, check_in_loop_encoder
 
 __all__ = [
     "WeightSet",
@@ -27,10 +31,10 @@ __all__ = [
     "GaussianWeights",
     "ArrayWeights",
     "CrossbarWeights",
-    "InLoopCrossbar",
     "MeasuredWeights",
     "DIFFERENTIAL_SIGMA_US",
     "as_weight_source",
+    "check_weights",
 ]
 
 #: Standard deviation (uS) of a differential pair ``G+ - G-`` of two cells whose conductances
@@ -51,15 +55,24 @@ class WeightSet:
         ``w_rec[j, i]`` is the weight from neuron ``j`` to neuron ``i``.
     provenance : dict
         JSON-serialisable description of the source and its settings.
-    in_loop : InLoopCrossbar or None
-        When set, the LSM computes every bin's multiplies through this simulated crossbar
-        instead of with ``w_in`` / ``w_rec``.
+    in_loop : InLoopEncoder or None
+        When set, the LSM hands its batches to this encoder, which computes every bin's
+        multiplies on its array (simulated or real) instead of with ``w_in`` / ``w_rec``.
+
+    Raises
+    ------
+    TypeError
+        ``in_loop`` is neither None nor an :class:`~lsm.inloop.InLoopEncoder`.
     """
 
     w_in: np.ndarray
     w_rec: np.ndarray
     provenance: dict = field(default_factory=dict)
-    in_loop: Any = None
+    in_loop: InLoopEncoder | None = None
+
+    def __post_init__(self) -> None:
+        if self.in_loop is not None:
+            check_in_loop_encoder(self.in_loop, "WeightSet.in_loop")
 
     def fingerprint(self) -> str:
         """SHA-256 of both matrices' bytes and shapes: equal iff the weights are bit-identical."""
@@ -197,50 +210,6 @@ def as_weight_source(weights: Any) -> WeightSource:
 
 
 # ---------------------------------------------------------------------- RRAM crossbar
-def _clipped_normal_variance(c: float | None) -> float:
-    """E[clip(Z, -c, c)^2] for a standard normal Z (1 without clipping)."""
-    if c is None:
-        return 1.0
-    from scipy.stats import norm
-
-    tail = norm.sf(c)
-    return (1.0 - 2.0 * tail) - 2.0 * c * norm.pdf(c) + 2.0 * c * c * tail
-
-
-@dataclass(frozen=True)
-class InLoopCrossbar:
-    """Everything the in-loop kernel needs: effective conductances and periphery constants.
-
-    Built by :class:`CrossbarWeights` with ``in_loop=True``; the LSM hands its batches to
-    :meth:`encode` instead of the static-weight kernel.
-    """
-
-    g_in: np.ndarray
-    g_rec: np.ndarray
-    m2_in: np.ndarray
-    m2_rec: np.ndarray
-    v_read: float
-    noise_scale: float
-    adc_scale: float
-    adc_off: float
-    max_code: float
-    gain_in: float
-    gain_rec: float
-    seed: int
-
-    def encode(self, offsets, bins, channels, n_bins, decay, v_th, reset_mode, counts, spikes,
-               sample_offset: int) -> None:
-        from lsm.kernels import lif_events_crossbar
-
-        f = np.float32
-        lif_events_crossbar(offsets, bins, channels, n_bins, self.g_in, self.g_rec,
-                            self.m2_in, self.m2_rec, f(self.v_read),
-                            f(self.noise_scale), f(self.adc_scale), f(self.adc_off),
-                            f(self.max_code), f(self.gain_in), f(self.gain_rec),
-                            np.uint64(self.seed), int(sample_offset), decay, v_th, reset_mode,
-                            counts, spikes)
-
-
 @dataclass(frozen=True)
 class CrossbarWeights:
     """Weights from a simulated RRAM crossbar whose stochastic forming makes the randomness.
@@ -252,9 +221,9 @@ class CrossbarWeights:
     ``w = const * (G+ - G-) / g_unit_us``. That static map is what the paper used.
 
     With ``in_loop=True`` the same programmed array also computes every bin's matrix-vector
-    products during encoding: fresh read noise on every multiply and ADC quantisation of every
-    column (see :func:`lsm.kernels.lif_events_crossbar`); the static weights are still returned
-    for reference.
+    products during encoding (:class:`lsm.inloop.InLoopCrossbar`): fresh read noise on every
+    multiply and ADC quantisation of every column (:mod:`lsm.crossbar.inloop`); the static
+    weights are still returned for reference.
 
     Parameters
     ----------
@@ -360,26 +329,13 @@ class CrossbarWeights:
         return WeightSet(w_in, w_rec, provenance, in_loop=in_loop)
 
     def _in_loop(self, array, mapping, config: LSMConfig, seed: int) -> InLoopCrossbar:
-        region = mapping.region
-        g = array.conductance(region.rows[:, None], region.cols[None, :])
-        att = self.ir_drop.attenuation(region.rows, region.cols, *array.shape)
-        g_eff = self.device.read.current_ua(g, self.v_read * att) / self.v_read
-        n_in = config.n_inputs
-        g_in = np.ascontiguousarray(g_eff[:n_in], dtype=np.float32)
-        g_rec = np.ascontiguousarray(g_eff[n_in:], dtype=np.float32)
-        rp = self.device.read
-        noise = self.v_read * rp.read_noise_rel * math.sqrt(
-            _clipped_normal_variance(rp.read_noise_clip))
-        ro = self.adc
-        adc_scale = (ro.r_tia_kohm / 1000.0) / ro.lsb_v  # codes per uA
+        from lsm.crossbar.inloop import InLoopPhysics
+
+        physics = InLoopPhysics.from_array(array, mapping.region, config.n_inputs, self.v_read,
+                                           self.adc, self.ir_drop)
         return InLoopCrossbar(
-            g_in=g_in, g_rec=g_rec,
-            m2_in=(g_in.astype(np.float64) ** 2).mean(0).astype(np.float32),
-            m2_rec=(g_rec.astype(np.float64) ** 2).mean(0).astype(np.float32),
-            v_read=self.v_read, noise_scale=noise, adc_scale=adc_scale,
-            adc_off=ro.v_min / ro.lsb_v, max_code=float(ro.max_code),
-            gain_in=config.w_in_const / self.g_unit_us,
-            gain_rec=config.w_rec_const / self.g_unit_us,
+            physics=physics, gain_in_per_us=config.w_in_const / self.g_unit_us,
+            gain_rec_per_us=config.w_rec_const / self.g_unit_us,
             seed=int(np.random.SeedSequence([seed, 2]).generate_state(1, np.uint64)[0]),
         )
 

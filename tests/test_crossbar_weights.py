@@ -100,12 +100,13 @@ def test_in_loop_noise_matches_per_cell_read_noise():
                          adc=ADC(bits=24, r_tia_kohm=1.0))
     loop = cw.build(cfg).in_loop
     active = np.random.default_rng(3).choice(64, 30, replace=False)
-    acc = loop.g_in[active].sum(0)
+    p = loop.physics
+    acc = p.g_in_us[active].sum(0)
     keys = np.arange(20000, dtype=np.uint64) * np.uint64(1 << 20)
     f = np.float32
-    out = crossbar_multiply(acc, loop.m2_in, 30, loop.m2_rec, 0, keys, f(loop.v_read),
-                            f(loop.noise_scale), f(loop.adc_scale), f(loop.adc_off),
-                            f(loop.max_code), f(loop.gain_in))
+    out = crossbar_multiply(acc, p.m2_in_us2, 30, p.m2_rec_us2, 0, keys, f(p.v_read_v),
+                            f(p.noise_scale_v), f(p.adc_codes_per_ua), f(p.adc_offset_codes),
+                            f(p.max_code), f(loop.gain_in_per_us))
     # the same cells, read with per-cell noise by the array model
     arr = CrossbarArray(96, 64, seed=cfg.seed)
     m = DifferentialMapping(64, 16, 96, 64)

@@ -29,6 +29,23 @@ def test_streams_round_trip_and_select(rng):
     np.testing.assert_array_equal(batch.select(slice(3, 6)).to_raster(), raster[3:6])
 
 
+def test_contiguous_select_is_views_with_the_kernel_dtypes(rng):
+    """A step-1 slice (how the LSM cuts batches for the kernels) shares the event arrays and
+    gives what the checked path gives, every edge included."""
+    raster = random_raster(rng, 12, 6, 5, 0.3)
+    batch = EventBatch.from_raster(raster)
+    for sl in (slice(3, 6), slice(None), slice(0, 0), slice(10, 40), slice(-4, None),
+               slice(7, 2), slice(2, 9, 1)):
+        part = batch.select(sl)
+        np.testing.assert_array_equal(part.to_raster(), raster[sl])
+        checked = EventBatch(part.offsets, part.bins, part.channels, 6, 5)
+        for name in ("offsets", "bins", "channels"):
+            assert getattr(part, name).dtype == getattr(checked, name).dtype
+        assert (part.n_bins, part.n_channels) == (6, 5)
+    assert np.shares_memory(batch.select(slice(3, 6)).bins, batch.bins)
+    np.testing.assert_array_equal(batch.select(slice(1, 8, 3)).to_raster(), raster[1:8:3])
+
+
 def test_batch_validation_names_the_sample():
     offsets = np.array([0, 2, 4])
     bins = np.array([0, 1, 3, 2], np.int32)   # sample 1 goes backwards
