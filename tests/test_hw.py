@@ -141,7 +141,9 @@ def test_latency_below_timeout_is_fine_above_is_a_clear_error():
         srv.stop()
 
 
-@pytest.mark.parametrize("fault", ["drop_rate", "garble_rate", "disconnect_rate"])
+@pytest.mark.parametrize("fault", ["drop_rate", "garble_rate",
+                                   # about 12 s (drop and garble: 1-3 s)
+                                   pytest.param("disconnect_rate", marks=pytest.mark.slow)])
 def test_read_faults_are_recovered_and_journal_consistent(tmp_path, fault):
     srv = faulty(**{fault: 0.25})
     try:

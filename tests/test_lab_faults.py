@@ -109,8 +109,15 @@ def assert_exactly_once(server, journal_path, job_id):
         j.close()
 
 
+#: the combinations whose campaign takes more than ~5 s even at 5 % (garble+disconnect: about
+#: 10 s, every run): slow at both rates
+SLOW_COMBINATIONS = {("garble_rate", "disconnect_rate")}
+
+
 @pytest.mark.parametrize("rate", [0.05, pytest.param(0.3, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("faults", COMBINATIONS, ids=lambda c: "+".join(f[:-5] for f in c))
+@pytest.mark.parametrize("faults", [pytest.param(c, marks=pytest.mark.slow)
+                                    if c in SLOW_COMBINATIONS else c for c in COMBINATIONS],
+                         ids=lambda c: "+".join(f[:-5] for f in c))
 def test_fault_campaign(tmp_path, faults, rate):
     seed = (COMBINATIONS.index(faults) + 1) * (3 if rate > 0.1 else 7)
     server = EmulatorServer(0, EmulatedMacro(seed=seed), FaultConfig(**dict.fromkeys(faults, rate)),
