@@ -20,10 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-__all__ = ["Journal", "JobMismatch", "JobBusy", "export_map", "PULSE_STATUSES", "APPLIED",
-           "NOT_APPLIED"]
+__all__ = ["Journal", "JobMismatch", "JobBusy", "PULSE_STATUSES", "APPLIED", "NOT_APPLIED"]
 
 #: What a pulse record can say: sent and confirmed (``ok``), refused by the instrument
 #: (``failed``), an uncertain outcome resolved on the instrument (``verified-applied`` /
@@ -231,19 +228,3 @@ class Journal:
 
     def set_chunk(self, job_id: str, chunk: int, status: str) -> None:
         self._exec(_SET_CHUNK, (job_id, chunk, status, time.time()))
-
-
-def export_map(path: str | os.PathLike, g_us: np.ndarray, settings: dict) -> Path:
-    """Write a conductance map with the settings of its run: ``.npz`` or ``.h5``/``.hdf5``."""
-    from lsm.io import atomic_path, atomic_savez
-
-    path = Path(path)
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        import h5py
-
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("g_us", data=np.asarray(g_us, dtype=np.float32))
-            f.attrs["settings"] = json.dumps(settings, default=str)
-        return path
-    return atomic_savez(path, g_us=np.asarray(g_us, dtype=np.float32),
-                        settings=np.array(json.dumps(settings, default=str)))

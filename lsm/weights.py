@@ -345,10 +345,10 @@ class CrossbarWeights:
 class MeasuredWeights:
     """Weights from a conductance map measured on a chip (``lsm hw read-map`` writes one).
 
-    The file is ``.npz`` or ``.h5`` with a ``g_us`` array (and optional ``settings``). The map is
-    either exactly the LSM's block of differential pairs ((n_inputs + n_neurons) x
-    2 n_neurons), or a larger map with the block at ``offset``; then
-    ``w = const * (G+ - G-) / g_unit_us`` as for :class:`CrossbarWeights`.
+    The file is a map of :mod:`lsm.crossbar.mapfile` (``.npz`` or ``.h5``: a ``g_us`` array in
+    uS and the settings of its run). The map is either exactly the LSM's block of differential
+    pairs ((n_inputs + n_neurons) x 2 n_neurons), or a larger map with the block at ``offset``;
+    then ``w = const * (G+ - G-) / g_unit_us`` as for :class:`CrossbarWeights`.
 
     Parameters
     ----------
@@ -356,6 +356,7 @@ class MeasuredWeights:
     offset : (row, col)
         Top-left cell of the block inside the map.
     g_unit_us : float
+        Conductance that maps to weight ``const``, uS.
     """
 
     path: Any
@@ -363,48 +364,17 @@ class MeasuredWeights:
     g_unit_us: float = 1.0
 
     def load(self) -> tuple[np.ndarray, dict]:
-        """The map (float64 uS) and its settings; the array's declared size and dtype are
-        checked before it is read.
+        """The map (float64 uS) and its settings: :func:`lsm.crossbar.mapfile.read_map`, whose
+        checks (declared size and dtype before reading, 2-D, every cell finite, format version)
+        raise ValueError naming the file."""
+        from lsm.crossbar.mapfile import read_map
 
-        Raises
-        ------
-        FileNotFoundError, IsADirectoryError
-            No such file, or a folder.
-        ValueError
-            Not an .npz / HDF5 file, no numeric ``g_us`` array, or over the memory budget;
-            naming the file.
-        """
-        from lsm.io import check_input_file, load_npz
-        from lsm.validation import check_memory
-
-        p = check_input_file(self.path, "measured map")
-        if p.suffix in (".h5", ".hdf5"):
-            import h5py
-
-            try:
-                f = h5py.File(p, "r")
-            except OSError as exc:
-                raise ValueError(f"{p}: not a readable HDF5 file ({exc})") from None
-            with f:
-                g = f.get("g_us")
-                if not isinstance(g, h5py.Dataset):
-                    raise ValueError(f"{p}: no 'g_us' dataset")
-                _check_map_dtype(p, g.dtype)
-                check_memory(f"{p}: g_us of shape {g.shape}", g.size * 8)
-                return np.asarray(g[()], dtype=np.float64), dict(f.attrs)
-        arrays = load_npz(p, what="measured map")
-        if "g_us" not in arrays:
-            raise ValueError(f"{p}: no 'g_us' array (found {sorted(arrays)})")
-        _check_map_dtype(p, arrays["g_us"].dtype)
-        settings = {"settings": str(arrays["settings"])} if "settings" in arrays else {}
-        return np.asarray(arrays["g_us"], dtype=np.float64), settings
+        return read_map(self.path, what="measured map")
 
     def build(self, config: LSMConfig) -> WeightSet:
         from lsm.crossbar import DifferentialMapping
 
         g, settings = self.load()
-        if g.ndim != 2:
-            raise ValueError(f"{self.path}: g_us must be 2-D, got shape {g.shape}")
         mapping = DifferentialMapping(config.n_inputs, config.n_neurons, g.shape[0], g.shape[1],
                                       int(self.offset[0]), int(self.offset[1]))
         r = mapping.region
@@ -415,10 +385,4 @@ class MeasuredWeights:
         ws = WeightSet(w_in, w_rec)
         return WeightSet(w_in, w_rec, {"source": "measured", "path": str(self.path),
                                        "offset": list(self.offset), "g_unit_us": self.g_unit_us,
-                                       "sha256": ws.fingerprint(), "map_settings": {
-                                           k: str(v) for k, v in settings.items()}})
-
-
-def _check_map_dtype(path, dtype: np.dtype) -> None:
-    if dtype.kind not in "iuf":
-        raise ValueError(f"{path}: g_us must hold real numbers (uS), got dtype {dtype}")
+                                       "sha256": ws.fingerprint(), "map_settings": settings})

@@ -1,4 +1,5 @@
-"""Simulated resistive-memory crossbar: device physics, array, periphery, weight mapping.
+"""Simulated resistive-memory crossbar: device physics, array, periphery, weight mapping, the
+physics of computing in the loop, and conductance-map files.
 
 Independent of the LSM (it imports nothing from the reservoir), so that the lab emulator can run
 on it too.
@@ -20,11 +21,14 @@ from lsm.crossbar.device import (
     Pulse,
     ReadParams,
 )
+from lsm.crossbar.inloop import InLoopPhysics, clipped_normal_variance
+from lsm.crossbar.mapfile import MAP_FORMAT_VERSION, read_map, write_map
 from lsm.crossbar.mapping import DifferentialMapping
 from lsm.crossbar.peripherals import ADC, InputDAC, IRDrop
 
 __all__ = [
     "CrossbarArray", "Region", "VerifyResult", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS",
     "DeviceParams", "ProgrammingParams", "ReadParams", "DriftParams", "FaultParams", "Pulse",
-    "DifferentialMapping", "InputDAC", "ADC", "IRDrop",
+    "DifferentialMapping", "InputDAC", "ADC", "IRDrop", "InLoopPhysics", "clipped_normal_variance",
+    "MAP_FORMAT_VERSION", "read_map", "write_map",
 ]
