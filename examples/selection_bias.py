@@ -9,9 +9,9 @@ epoch. It reports, per seed, the honest number (the validation-selected epoch, w
 ``lsm zeroshot`` prints) and the number the reference code would have reported (the best epoch
 on the test set), and plots the test curves.
 
-    python examples/selection_bias.py --seeds 5          # offline twins, about 5 minutes
+    python examples/selection_bias.py --n-seeds 5       # offline twins, about 5 minutes
 
-Output: a table on stdout (``--json`` for JSON) and ``<dir>/runs/selection_bias.png``.
+Output: a table on stdout (``--json`` for JSON) and ``<workdir>/runs/selection_bias.png``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import torch
 
 from lsm.contrastive import ZeroShotConfig, evaluate, fit
 from lsm.contrastive.metrics import retrieval, retrieval_chance, versus_chance
-from lsm.contrastive.run import encode_modalities
 from lsm.data.demo import ensure_demo_twins
 from lsm.data.formats import data_kind
+from lsm.experiments.zeroshot import encode_modalities
 
 METRIC = ("unseen", "audio_to_image", "top1")  # the paper's headline zero-shot metric
 
@@ -117,22 +117,24 @@ def format_result(r: dict) -> str:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dir", default="lsm-demo", help="demo folder (twins, feature cache, runs)")
+    p.add_argument("--workdir", default="lsm-demo",
+                   help="demo folder (twins, feature cache, runs)")
     p.add_argument("--nmnist", help="N-MNIST folder (default: the demo twin)")
     p.add_argument("--ntidigits", help="N-TIDIGITS file (default: the demo twin)")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--n-seeds", type=int, default=5,
+                   help="repetitions, seeds 0 .. N-1, each a fresh reservoir draw")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    if args.seeds < 1:
-        p.error("--seeds must be >= 1")
-    base = Path(args.dir)
+    if args.n_seeds < 1:
+        p.error("--n-seeds must be >= 1")
+    base = Path(args.workdir)
     progress = not args.no_progress
     if (args.nmnist is None) != (args.ntidigits is None):
         p.error("give both --nmnist and --ntidigits, or neither (demo twins)")
     nm, td = (args.nmnist, args.ntidigits) if args.nmnist else ensure_demo_twins(base, progress)
-    result = selection_bias(nm, td, args.seeds, ZeroShotConfig(epochs=args.epochs),
+    result = selection_bias(nm, td, args.n_seeds, ZeroShotConfig(epochs=args.epochs),
                             base / "features", progress)
     result["data"] = {"nmnist": data_kind(nm), "ntidigits": data_kind(td)}
     result["plot"] = str(plot(result, base / "runs" / "selection_bias.png"))

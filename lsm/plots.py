@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 
 from lsm.io import atomic_path
 
-__all__ = ["save_figure", "conductance_histogram", "vmm_error_plot"]
+__all__ = ["save_figure", "conductance_histogram", "conductance_map", "vmm_error_plot",
+           "training_curves", "confusion_axes", "confusion_plot"]
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
@@ -56,4 +57,54 @@ def vmm_error_plot(result: dict, path: str | os.PathLike) -> Path:
                  f"{result['cols']} pairs, {100 * result['activity']:.0f} % active)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
+    return save_figure(fig, path)
+
+
+def conductance_map(g_us: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
+    """The conductances of a region as an image (rows down, columns across), uS."""
+    fig = Figure(figsize=(5, 4.2))
+    ax = fig.add_subplot()
+    im = ax.imshow(g_us, cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, label="conductance (uS)")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    return save_figure(fig, path)
+
+
+def training_curves(curves: dict, best_epoch: int, path: str | os.PathLike,
+                    val_label: str = "validation accuracy",
+                    val_axis: str | None = None) -> Path:
+    """Training loss per epoch (left axis) and the validation score that selects the epoch
+    (right axis), with the selected epoch marked."""
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    ax.plot(curves["loss"], label="training loss")
+    ax2 = ax.twinx()
+    ax2.plot(curves["val"], color="C1", label=val_label)
+    ax2.axvline(best_epoch, color="C1", ls=":", lw=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if val_axis:
+        ax2.set_ylabel(val_axis)
+    fig.legend(loc="upper right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def confusion_axes(ax, confusion, classes, title: str = "", xlabel: str = "predicted",
+                   ylabel: str = "true") -> None:
+    """Draw a confusion matrix (counts, rows: true class) on ``ax``."""
+    ax.imshow(np.asarray(confusion), cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def confusion_plot(confusion, classes, path: str | os.PathLike, title: str = "") -> Path:
+    """One confusion matrix as a PNG (see :func:`confusion_axes`)."""
+    fig = Figure(figsize=(4.5, 4))
+    confusion_axes(fig.add_subplot(), confusion, classes, title)
     return save_figure(fig, path)

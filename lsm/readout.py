@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lsm.metrics import confusion_matrix, group_holdout_mask
+
 __all__ = ["ReadoutConfig", "Readout", "fit_readout", "train_and_test", "split_train_val"]
 
 
@@ -63,16 +65,9 @@ def _check_features(x: np.ndarray, y: np.ndarray, name: str) -> None:
 
 def split_train_val(labels: np.ndarray, fraction: float, rng: np.random.Generator,
                     groups: np.ndarray | None = None) -> np.ndarray:
-    """Boolean validation mask: per class, about ``fraction`` of the groups (or samples)."""
-    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
-    val = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        g = np.unique(groups[labels == c])
-        if len(g) < 2:
-            raise ValueError(f"class {c} has {len(g)} sample group(s); need 2 to validate")
-        chosen = rng.choice(g, max(1, int(round(fraction * len(g)))), replace=False)
-        val |= (labels == c) & np.isin(groups, chosen)
-    return val
+    """Boolean validation mask: per class, about ``fraction`` of the groups (or samples);
+    see :func:`lsm.metrics.group_holdout_mask`."""
+    return group_holdout_mask(labels, groups, fraction, rng, "training split")
 
 
 @dataclass
@@ -163,12 +158,7 @@ def train_and_test(x_train, y_train, x_test, y_test, cfg: ReadoutConfig = Readou
     r = fit_readout(x_train, y_train, cfg, seed, groups)
     pred = r.predict(x_test)
     y_test = np.asarray(y_test)
-    classes = r.classes
-    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    index = {c: i for i, c in enumerate(classes)}
-    for t, p in zip(y_test, pred, strict=True):
-        if t in index:
-            confusion[index[t], index[p]] += 1
+    confusion = confusion_matrix(y_test, pred, r.classes)
     return {"test_accuracy": float((pred == y_test).mean()), "val_accuracy": r.val_accuracy,
             "best_epoch": r.best_epoch, "chance": float(np.max(np.bincount(y_test)) / len(y_test)),
-            "confusion": confusion.tolist(), "classes": classes.tolist(), "readout": r}
+            "confusion": confusion.tolist(), "classes": r.classes.tolist(), "readout": r}

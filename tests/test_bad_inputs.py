@@ -50,14 +50,20 @@ def snapshot(root: Path) -> list:
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse refused the option itself
+        rc = exc.code
     out, err = capsys.readouterr()
     return rc, out, err
 
 
 def assert_user_error(rc: int, err: str, *names) -> None:
+    """Exit 2 and one error line: ours (``lsm: error: ...``) or argparse's usage and
+    ``lsm <command>: error: argument --option: ...``."""
     assert rc == 2, err
-    assert err.startswith("lsm: error: "), err
+    assert err.startswith("lsm: error: ") or (
+        err.startswith("usage: lsm") and "error: " in err), err
     assert "Traceback" not in err
     for name in names:
         assert str(name) in err, (name, err)
@@ -524,10 +530,10 @@ def test_bad_tidigits_file_cli(tmp_path, capsys, case, command):
     path = tmp_path / f"{case}.hdf5"
     make(path)
     cfg = TINY_TIDIGITS.save(tmp_path / "td.toml")
-    argv = (["encode", "--dataset", "ntidigits", "--root", path, "--out", tmp_path / "f.npz",
+    argv = (["encode", "--ntidigits", path, "--out", tmp_path / "f.npz",
              "--config", cfg, "--on-bad-sample", "skip", "--no-progress"]
             if command == "encode" else
-            ["data", "info", path, "--out", tmp_path / "p.png", "--no-progress"])
+            ["data", "info", "--ntidigits", path, "--runs", tmp_path / "runs", "--no-progress"])
     before = snapshot(tmp_path)
     rc, _, err = cli(capsys, *argv)
     assert_user_error(rc, err, path)
@@ -536,7 +542,7 @@ def test_bad_tidigits_file_cli(tmp_path, capsys, case, command):
 
 
 def test_tidigits_dir_as_root(tmp_path, capsys):
-    rc, _, err = cli(capsys, "encode", "--dataset", "ntidigits", "--root", tmp_path, "--out",
+    rc, _, err = cli(capsys, "encode", "--ntidigits", tmp_path, "--out",
                      tmp_path / "f.npz", "--no-progress")
     assert_user_error(rc, err, tmp_path, "is a folder; N-TIDIGITS is one .hdf5 file")
 
@@ -559,7 +565,7 @@ def test_tidigits_skip_run_counts_and_names_every_bad_sample(tmp_path, capsys):
     assert ds.sample_ids[:2] == ["s1-0-3", "s2-0-z"]
     cfg = TINY_TIDIGITS.save(tmp_path / "td.toml")
     out = tmp_path / "f.npz"
-    rc, stdout, err = cli(capsys, "encode", "--dataset", "ntidigits", "--root", path, "--out",
+    rc, stdout, err = cli(capsys, "encode", "--ntidigits", path, "--out",
                           out, "--config", cfg, "--on-bad-sample", "skip", "--no-progress")
     assert rc == 0, err
     n_bad = len(BAD_TIDIGITS_SAMPLE) + 2
@@ -568,8 +574,8 @@ def test_tidigits_skip_run_counts_and_names_every_bad_sample(tmp_path, capsys):
         assert f["sample_ids"].tolist() == ["s1-0-3", "s2-0-z"]  # the duplicate encoded once
         assert f["features"].shape == (2, TINY_TIDIGITS.n_neurons)
     assert "skipped 'bad-" not in err and "s1-0-3: " in err  # the duplicate, named
-    rc, stdout, err = cli(capsys, "data", "info", path, "--out", tmp_path / "p.png", "--json",
-                          "--no-progress")
+    rc, stdout, err = cli(capsys, "data", "info", "--ntidigits", path, "--runs", tmp_path / "r",
+                          "--json", "--no-progress")
     assert rc == 0 and f'"bad_samples": {n_bad}' in stdout
     assert "not UTF-8" in stdout and "1e+16 s" in stdout
 
@@ -622,7 +628,7 @@ def test_broken_nmnist_file_error_or_skip(tmp_path, capsys, case):
     with pytest.raises(BadSampleError, match=message):
         load_streams(nmnist(root), _nm_pre(), progress=False)
     cfg = TINY_NMNIST.save(tmp_path / "nm.toml")
-    base = ["encode", "--dataset", "nmnist", "--root", root, "--out", tmp_path / "f.npz",
+    base = ["encode", "--nmnist", root, "--out", tmp_path / "f.npz",
             "--config", cfg, "--no-progress"]
     before = snapshot(tmp_path)
     rc, _, err = cli(capsys, *base)
@@ -643,9 +649,9 @@ def _nm_pre():
 
 def test_nmnist_root_problems(tmp_path, capsys):
     _file(tmp_path, "afile")
-    for root, message in ((tmp_path / "nope", "no such N-MNIST folder or N-TIDIGITS file"),
-                          (tmp_path / "afile", "not a readable HDF5 file")):
-        rc, _, err = cli(capsys, "data", "info", root, "--out", tmp_path / "p.png")
+    for root, message in ((tmp_path / "nope", "no Train folder"),
+                          (tmp_path / "afile", "is a file; N-MNIST is a folder")):
+        rc, _, err = cli(capsys, "data", "info", "--nmnist", root, "--runs", tmp_path / "runs")
         assert_user_error(rc, err, root, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
@@ -695,7 +701,7 @@ def test_cache_folder_that_is_a_file(tmp_path, capsys):
         FeatureCache(tmp_path / "cachefile")
     cfg = TINY_TIDIGITS.save(tmp_path / "td.toml")
     before = snapshot(tmp_path)
-    rc, _, err = cli(capsys, "encode", "--dataset", "ntidigits", "--root", path, "--out",
+    rc, _, err = cli(capsys, "encode", "--ntidigits", path, "--out",
                      tmp_path / "f.npz", "--cache", tmp_path / "cachefile", "--config", cfg,
                      "--no-progress")
     assert_user_error(rc, err, "cachefile")
@@ -732,36 +738,43 @@ def _twin_pair(tmp):
 
 
 OTHER_COMMANDS = {
-    "info_out_dir": (lambda t: ["data", "info", _twin_pair(t)[1], "--out", _dir(t, "png")],
-                     "--out"),
-    "train_out_file": (lambda t: ["train", "--dataset", "ntidigits", "--root",
-                                  _twin_pair(t)[1], "--out", _file(t, "runsfile")],
-                       "runsfile is a file, not a folder"),
-    "train_cache_file": (lambda t: ["train", "--dataset", "ntidigits", "--root",
-                                    _twin_pair(t)[1], "--out", t / "runs", "--cache",
-                                    _file(t, "cachefile")], "cachefile is a file"),
-    "train_bad_root": (lambda t: ["train", "--dataset", "ntidigits", "--root",
-                                  _file(t, "x.hdf5"), "--out", t / "runs"],
-                       "not a readable HDF5 file"),
-    "train_no_test_split": (lambda t: ["train", "--dataset", "ntidigits", "--root",
-                                       _twin_pair(t)[1], "--out", t / "runs",
-                                       "--no-progress"], r"missing \['test_labels'"),
-    "train_seeds_0": (lambda t: ["train", "--dataset", "nmnist", "--root", t, "--seeds", "0"],
-                      "seeds must be >= 1"),
-    "zeroshot_out_file": (lambda t: ["zeroshot", "--nmnist", _twin_pair(t)[0], "--ntidigits",
-                                     t / "td.hdf5", "--out", _file(t, "runsfile")],
-                          "runsfile is a file"),
+    "info_runs_file": (lambda t: ["data", "info", "--ntidigits", _twin_pair(t)[1], "--runs",
+                                  _file(t, "runsfile")], "runsfile is a file, not a folder"),
+    "info_two_datasets": (lambda t: ["data", "info", "--ntidigits", _twin_pair(t)[1],
+                                     "--nmnist", t / "nm"], "not allowed with argument"),
+    "train_runs_file": (lambda t: ["train", "--ntidigits", _twin_pair(t)[1], "--runs",
+                                   _file(t, "runsfile")], "runsfile is a file, not a folder"),
+    "train_cache_file": (lambda t: ["train", "--ntidigits", _twin_pair(t)[1], "--runs",
+                                    t / "runs", "--cache", _file(t, "cachefile")],
+                         "cachefile is a file"),
+    "train_bad_root": (lambda t: ["train", "--ntidigits", _file(t, "x.hdf5"), "--runs",
+                                  t / "runs"], "not a readable HDF5 file"),
+    "train_no_dataset": (lambda t: ["train", "--runs", t / "runs"],
+                         "one of the arguments --nmnist --ntidigits is required"),
+    "train_no_test_split": (lambda t: ["train", "--ntidigits", _twin_pair(t)[1], "--runs",
+                                       t / "runs", "--no-progress"], r"missing \['test_labels'"),
+    "train_seeds_0": (lambda t: ["train", "--nmnist", t, "--n-seeds", "0"],
+                      "n_seeds must be >= 1"),
+    "train_old_seeds_option": (lambda t: ["train", "--nmnist", t, "--seeds", "2"],
+                               "unrecognized arguments: --seeds"),
+    "zeroshot_runs_file": (lambda t: ["zeroshot", "--nmnist", _twin_pair(t)[0], "--ntidigits",
+                                      t / "td.hdf5", "--runs", _file(t, "runsfile")],
+                           "runsfile is a file"),
     "zeroshot_missing": (lambda t: ["zeroshot", "--nmnist", t / "nope", "--ntidigits",
-                                    t / "td.hdf5", "--out", t / "runs"], "no Train folder"),
+                                    t / "td.hdf5", "--runs", t / "runs"], "no Train folder"),
     "zeroshot_unseen": (lambda t: ["zeroshot", "--nmnist", t, "--ntidigits", t,
-                                   "--unseen", "8,x"], "--unseen must be comma-separated int"),
-    "twin_nmnist_out_file": (lambda t: ["data", "make-twin", "nmnist", "--out",
+                                   "--unseen", "8,x"],
+                        "argument --unseen: expected comma-separated class values, got '8,x'"),
+    "zeroshot_seed_is_not_n_seeds": (lambda t: ["zeroshot", "--nmnist", t, "--ntidigits", t,
+                                                "--seed", "3"],
+                                     "unrecognized arguments: --seed 3"),
+    "twin_nmnist_out_file": (lambda t: ["data", "make-twin", "--nmnist",
                                         _file(t, "twinfile"), "--train", "1", "--test", "1"],
                              "twinfile is a file, not a folder"),
-    "twin_tidigits_out_dir": (lambda t: ["data", "make-twin", "ntidigits", "--out",
+    "twin_tidigits_out_dir": (lambda t: ["data", "make-twin", "--ntidigits",
                                          _dir(t, "td_dir")], "td_dir is a directory"),
-    "demo_dir_file": (lambda t: ["demo", "--dir", _file(t, "demofile")],
-                      "demofile is a file, not a folder"),
+    "demo_workdir_file": (lambda t: ["demo", "--workdir", _file(t, "demofile")],
+                          "demofile is a file, not a folder"),
     "crossbar_sample_out_dir": (lambda t: ["crossbar", "sample", "--rows", "8", "--cols", "8",
                                            "--out", _dir(t, "h.png")], "--out"),
     "crossbar_sample_huge": (lambda t: ["crossbar", "sample", "--rows", "100000", "--cols",
@@ -771,8 +784,10 @@ OTHER_COMMANDS = {
                              "rows must be a positive integer"),
     "crossbar_vmm_out_dir": (lambda t: ["crossbar", "vmm-error", "--out", _dir(t, "e.png")],
                              "--out"),
-    "bench_train_cost_dir": (lambda t: ["bench", "train-cost", "--dir", _file(t, "benchfile")],
-                             "benchfile is a file"),
+    "bench_train_cost_workdir": (lambda t: ["bench", "train-cost", "--workdir",
+                                            _file(t, "benchfile")], "benchfile is a file"),
+    "bench_train_cost_one_dataset": (lambda t: ["bench", "train-cost", "--nmnist", t],
+                                     "give both nmnist and ntidigits, or neither"),
 }
 
 
@@ -808,7 +823,7 @@ def test_real_processes(tmp_path):
     cases = [
         (["encode", bomb, "--out", out], "bomb.npz"),
         (["config", "--config", cfg], "bad.toml: LSMConfig.decay must be a number"),
-        (["encode", "--dataset", "ntidigits", "--root", td, "--out", out], "train_labels"),
+        (["encode", "--ntidigits", td, "--out", out], "train_labels"),
         (["encode", bomb, "--out", tmp_path], "is a directory"),
         (["--debug", "encode", bomb, "--out", out], "Traceback"),
     ]
@@ -831,11 +846,11 @@ def test_real_processes(tmp_path):
 def test_a_genuine_bug_keeps_its_traceback(monkeypatch, tmp_path, tiny_toml):
     """Only bad input is turned into one line: anything else propagates (how tests find
     bugs)."""
-    import lsm.cli
+    import lsm.cli.encode
 
     def broken(args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(lsm.cli, "_cmd_config", broken)
+    monkeypatch.setattr(lsm.cli.encode, "load_config", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["config"])

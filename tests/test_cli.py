@@ -94,13 +94,13 @@ def test_console_script_bench_json():
                 "ratio_vs_torch", "ratio_vs_snntorch", "spike_agreement"):
         assert key in row
     assert row["name"] == "paper"
-    assert row["ratio_vs_torch"] == pytest.approx(
-        row["numba_samples_per_s"] / row["torch_samples_per_s"])
+    # the best-rounds ratio max(a)/max(b) lies within the per-round ratios a_i/b_i
     lo, mid, hi = row["ratio_vs_torch_rounds"]
     assert 0 < lo <= mid <= hi and row["spread_vs_torch"] >= 1.0
+    assert lo * (1 - 1e-9) <= row["ratio_vs_torch"] <= hi * (1 + 1e-9)
     assert row["spike_agreement"] >= 0.999
-    assert row["in_loop_slowdown"] == pytest.approx(
-        row["crossbar_static_samples_per_s"] / row["crossbar_in_loop_samples_per_s"])
+    lo, _, hi = row["in_loop_slowdown_rounds"]
+    assert lo * (1 - 1e-9) <= row["in_loop_slowdown"] <= hi * (1 + 1e-9)
 
 
 def test_crossbar_sample_json_and_png(tmp_path, capsys):
@@ -137,16 +137,6 @@ def test_crossbar_vmm_error_sweep(tmp_path, capsys):
     assert png.exists()
 
 
-def test_lsm_never_imports_the_lab_packages():
-    """The arrows point one way: lsm <- hw <- calibration."""
-    code = ("import sys, lsm, lsm.data, lsm.contrastive, lsm.crossbar, lsm.weights, lsm.cli, "
-            "lsm.bench, lsm.readout, lsm.contrastive.run, lsm.contrastive.train_cost\n"
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('hw', 'calibration')]\n"
-            "assert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-
-
 def test_crossbar_verify_cli(capsys):
     assert main(["crossbar", "verify", "--rows", "32", "--cols", "32", "--p-stuck-lrs", "0.01",
                  "--json"]) == 0
@@ -156,8 +146,6 @@ def test_crossbar_verify_cli(capsys):
 
 
 def test_inputs_of_the_other_dataset_suggest_its_preset(tmp_path, capsys):
-    from lsm.cli import main
-
     np.savez(tmp_path / "audio.npz", offsets=np.array([0, 3]), bins=np.array([0, 60, 128]),
              channels=np.array([1, 5, 63]))
     np.savez(tmp_path / "raster.npz", raster=np.zeros((2, 129, 64), np.uint8))

@@ -314,17 +314,18 @@ def test_protocol_detects_transfer_when_it_exists(selection):
 
 
 def test_zeroshot_cli_options_reach_the_config():
-    from lsm.cli import _zeroshot_config, build_parser
+    from lsm.cli import build_parser
+    from lsm.cli.experiments import zeroshot_protocol_config
 
     args = build_parser().parse_args(["zeroshot", "--nmnist", "a", "--ntidigits", "b",
                                       "--selection", "seen-samples", "--class-folds", "2",
                                       "--temperatures", "0.1,1", "--unseen", "0,8,9"])
-    cfg = _zeroshot_config(args)
+    cfg = zeroshot_protocol_config(args)
     assert cfg.selection == "seen_samples" and cfg.n_class_folds == 2
     assert cfg.temperatures == (0.1, 1.0) and cfg.unseen == (0, 8, 9)
     assert cfg.seen == (1, 2, 3, 4, 5, 6, 7)
-    default = _zeroshot_config(build_parser().parse_args(["zeroshot", "--nmnist", "a",
-                                                          "--ntidigits", "b"]))
+    default = zeroshot_protocol_config(build_parser().parse_args(
+        ["zeroshot", "--nmnist", "a", "--ntidigits", "b"]))
     assert default.selection == "held_out_classes" and default.n_class_folds == 3
 
 
@@ -426,7 +427,7 @@ def test_zeroshot_cli_writes_a_run_directory(twins, tmp_path, capsys):
     from lsm.cli import main
 
     assert main(["zeroshot", "--nmnist", str(twins / "nm"), "--ntidigits",
-                 str(twins / "td.hdf5"), "--seeds", "2", "--epochs", "5", "--out",
+                 str(twins / "td.hdf5"), "--n-seeds", "2", "--epochs", "5", "--runs",
                  str(tmp_path), "--json", "--no-progress"]) == 0
     out = json.loads(capsys.readouterr().out)
     run = tmp_path / out["run_dir"].split("/")[-1]
@@ -443,15 +444,15 @@ def test_zeroshot_cli_writes_a_run_directory(twins, tmp_path, capsys):
 def test_train_cli(twins, tmp_path, capsys):
     from lsm.cli import main
 
-    assert main(["train", "--dataset", "ntidigits", "--root", str(twins / "td.hdf5"),
-                 "--out", str(tmp_path), "--json", "--no-progress"]) == 0
+    assert main(["train", "--ntidigits", str(twins / "td.hdf5"), "--runs", str(tmp_path),
+                 "--json", "--no-progress"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["data"] == "offline twin" and r["paper_accuracy"] == pytest.approx(0.7079)
     assert r["test_accuracy"]["mean"] > r["chance"]
 
 
 def test_train_cost_bench_small(twins):
-    from lsm.contrastive.train_cost import bench_train_cost, format_train_cost
+    from lsm.bench.train_cost import bench_train_cost, format_train_cost
 
     cfg = ZeroShotConfig(epochs=5)
     r = bench_train_cost(twins / "nm", twins / "td.hdf5", cfg, max_srnn_epochs=2,
@@ -551,7 +552,8 @@ def test_selection_bias_example(twins, tmp_path, capsys):
     the validation-selected epoch is the honest number, its maximum the biased one."""
     mod = load_script("examples/selection_bias.py")
     r = mod.main(["--nmnist", str(twins / "nm"), "--ntidigits", str(twins / "td.hdf5"),
-                  "--dir", str(tmp_path), "--seeds", "2", "--epochs", "6", "--no-progress"])
+                  "--workdir", str(tmp_path), "--n-seeds", "2", "--epochs", "6",
+                  "--no-progress"])
     for p in r["per_seed"]:
         assert len(p["test_curve"]) == 6
         assert p["honest"] == pytest.approx(p["test_curve"][p["honest_epoch"]])

@@ -181,7 +181,7 @@ def test_bad_ntidigits_files(tmp_path, rng):
     assert "channel 99 is outside [0, 64)" in text and "goes backwards" in text
     with pytest.raises(ValueError, match=r"missing \['test_labels', 'test_addresses', "):
         ntidigits(path, "test")
-    with pytest.raises(FileNotFoundError, match="make-twin ntidigits"):
+    with pytest.raises(FileNotFoundError, match="make-twin --ntidigits"):
         ntidigits(tmp_path / "nope.hdf5")
     (tmp_path / "junk.hdf5").write_text("not hdf5")
     with pytest.raises(ValueError, match="not a readable HDF5 file"):
@@ -429,22 +429,24 @@ def test_every_part_of_the_key_changes_it_alone(key_twins, tmp_path):
 # ---------------------------------------------------------------- CLI end to end
 def test_cli_twin_info_encode(tmp_path, capsys):
     out = tmp_path / "nm"
-    assert main(["data", "make-twin", "nmnist", "--out", str(out), "--train", "20", "--test",
+    assert main(["data", "make-twin", "--nmnist", str(out), "--train", "20", "--test",
                  "5", "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["data", "info", str(out), "--json", "--no-progress", "--out",
-                 str(tmp_path / "info.png")]) == 0
+    assert main(["data", "info", "--nmnist", str(out), "--json", "--no-progress", "--runs",
+                 str(tmp_path / "runs")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["samples"] == 20 and sum(info["per_class"].values()) == 20
-    assert info["events_per_sample"]["min"] > 0 and (tmp_path / "info.png").exists()
+    run = tmp_path / "runs" / info["run_dir"].split("/")[-1]
+    assert info["events_per_sample"]["min"] > 0 and (run / "samples.png").exists()
+    assert json.loads((run / "metrics.json").read_text())["samples"] == 20
     feats = tmp_path / "f.npz"
-    assert main(["encode", "--dataset", "nmnist", "--root", str(out), "--out", str(feats),
+    assert main(["encode", "--nmnist", str(out), "--out", str(feats),
                  "--no-progress", "--cache", str(tmp_path / "cache")]) == 0
     with np.load(feats) as f:
         assert f["features"].shape == (20, 200) and f["labels"].shape == (20,)
-    assert main(["encode", "--dataset", "ntidigits", "--root", str(tmp_path / "none.hdf5"),
+    assert main(["encode", "--ntidigits", str(tmp_path / "none.hdf5"),
                  "--out", str(feats), "--no-progress"]) == 2
-    assert "make-twin ntidigits" in capsys.readouterr().err
+    assert "make-twin --ntidigits" in capsys.readouterr().err
 
 
 def test_twin_settings_are_validated():

@@ -475,7 +475,7 @@ def test_cli_passes_the_server_settings(monkeypatch, capsys):
 
     seen = {}
     monkeypatch.setattr(hw.emulator, "serve", lambda *a, **kw: seen.update(args=a, kw=kw))
-    assert main(["emulator", "--host", "127.0.0.2", "--port", "0", "--idle-timeout-s", "5",
+    assert main(["hw", "emulator", "--host", "127.0.0.2", "--port", "0", "--idle-timeout-s", "5",
                  "--max-line-bytes", "4096", "--max-connections", "8"]) == 0
     assert seen["kw"] == dict(wall_clock=False, host="127.0.0.2", idle_timeout_s=5.0,
                               max_line_bytes=4096, max_connections=8)

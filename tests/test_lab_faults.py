@@ -200,7 +200,7 @@ def test_cli_campaign_with_sigkill(tmp_path):
     lsm = [sys.executable, "-c", "import sys; from lsm.cli import main; sys.exit(main())"]
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
-    emu = subprocess.Popen([*lsm, "emulator", "--port", str(port), "--seed", "3",
+    emu = subprocess.Popen([*lsm, "hw", "emulator", "--port", str(port), "--seed", "3",
                             "--error-rate", "0.3", "--drop-rate", "0.3", "--garble-rate", "0.3"],
                            env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)

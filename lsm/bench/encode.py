@@ -20,7 +20,8 @@ from lsm.config import LSMConfig
 from lsm.events import EventBatch
 from lsm.reservoir import LSM
 
-__all__ = ["Workload", "WORKLOADS", "bench_encode", "format_table"]
+__all__ = ["Workload", "WORKLOADS", "TARGETS", "NOISY_SPREAD", "verdict", "bench_workload",
+           "bench_encode", "format_table"]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`lsm bench train-cost`: training cost of the LSM pipeline against a trainable spiking RNN.
+"""``lsm bench train-cost``: training cost of the LSM pipeline against a trainable spiking RNN.
 
 Both pipelines learn the same thing from the same data: contrastive vision/audio embeddings on the
 seen classes, selected on the same validation split. The LSM pipeline encodes every training
@@ -33,6 +33,7 @@ from torch import nn
 from lsm.config import LSMConfig
 from lsm.contrastive.heads import ProjectionHead
 from lsm.contrastive.losses import LOSSES
+from lsm.contrastive.metrics import retrieval_top1_both_ways
 from lsm.contrastive.zeroshot import (
     ModalityData,
     ZeroShotConfig,
@@ -96,28 +97,20 @@ def bench_train_cost(nmnist_root, ntidigits_path, cfg: ZeroShotConfig | None = N
     ``max_srnn_epochs`` epochs: its work is bounded by epochs, so the MAC ratio does not depend
     on machine load. ``max_srnn_seconds`` optionally caps its wall-clock time too.
     """
-    from lsm.data import (
-        load_streams,
-        nmnist,
-        nmnist_preprocessing,
-        ntidigits,
-        ntidigits_preprocessing,
-    )
+    from lsm.data import load_split
     from lsm.progress import progress_bar
     from lsm.reservoir import LSM
 
     cfg = cfg or ZeroShotConfig()
-    cfg_v, cfg_a = LSMConfig(seed=seed), LSMConfig.ntidigits(seed=seed)
-    dv, da = nmnist(nmnist_root, "train"), ntidigits(ntidigits_path, "train")
-    sv = load_streams(dv, nmnist_preprocessing(), progress=progress)
-    sa = load_streams(da, ntidigits_preprocessing(), progress=progress)
-    speakers = np.array(da.speakers)[np.isin(da.sample_ids, sa.sample_ids)]
+    cfg_v, cfg_a = LSMConfig.nmnist(seed=seed), LSMConfig.ntidigits(seed=seed)
+    sv = load_split("nmnist", nmnist_root, "train", progress=progress)
+    sa = load_split("ntidigits", ntidigits_path, "train", progress=progress)
     keep_v = np.flatnonzero(np.isin(sv.labels, cfg.seen))
     keep_a = np.flatnonzero(np.isin(sa.labels, cfg.seen))
     if max_samples is not None:
         keep_v, keep_a = keep_v[:max_samples], keep_a[:max_samples]
     ev_v, ev_a = sv.events.select(keep_v), sa.events.select(keep_a)
-    lab_v, lab_a, spk_a = sv.labels[keep_v], sa.labels[keep_a], speakers[keep_a]
+    lab_v, lab_a, spk_a = sv.labels[keep_v], sa.labels[keep_a], sa.groups[keep_a]
 
     # ---- LSM pipeline: encode once, then train the heads
     lsm_v, lsm_a = LSM(cfg_v), LSM(cfg_a)
@@ -180,8 +173,9 @@ def bench_train_cost(nmnist_root, ntidigits_path, cfg: ZeroShotConfig | None = N
         t_srnn += time.perf_counter() - t0
         epochs = epoch + 1
         with torch.no_grad():
-            score = _score(head_v(enc_v(rast_v[idx_va])).numpy(), lab_v[idx_va],
-                           head_a(enc_a(rast_a[idx_aa])).numpy(), lab_a[idx_aa])
+            score = retrieval_top1_both_ways(head_v(enc_v(rast_v[idx_va])).numpy(),
+                                             lab_v[idx_va], head_a(enc_a(rast_a[idx_aa])).numpy(),
+                                             lab_a[idx_aa])
         curve.append(score)
         best_srnn = max(best_srnn, score)
         bar.set_postfix(val=f"{score:.3f}", target=f"{target:.3f}")
@@ -211,13 +205,6 @@ def bench_train_cost(nmnist_root, ntidigits_path, cfg: ZeroShotConfig | None = N
     }
 
 
-def _score(zv, lv, za, la) -> float:
-    from lsm.contrastive.metrics import retrieval
-
-    return 0.5 * (retrieval(za, la, zv, lv, ks=(1,))["top1"]
-                  + retrieval(zv, lv, za, la, ks=(1,))["top1"])
-
-
 def format_train_cost(r: dict) -> str:
     lb = ">= " if r["lower_bound"] else ""
     s, lsm = r["srnn"], r["lsm"]
@@ -235,4 +222,6 @@ def format_train_cost(r: dict) -> str:
         f"encoding {lb}{r['ratio_macs_dense_encoding']:.1f}x, wall-clock {lb}"
         f"{r['ratio_time']:.1f}x",
     ]
+    if "run_dir" in r:
+        lines.append(f"run directory: {r['run_dir']}")
     return "\n".join(lines)

@@ -6,8 +6,10 @@ import numpy as np
 from scipy import stats
 from scipy.special import comb
 
-__all__ = ["retrieval", "retrieval_chance", "prototype_classification", "similarity",
-           "versus_chance"]
+from lsm.metrics import confusion_matrix
+
+__all__ = ["retrieval", "retrieval_chance", "retrieval_top1_both_ways",
+           "prototype_classification", "similarity", "versus_chance"]
 
 
 def similarity(q: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -27,16 +29,26 @@ def retrieval(q: np.ndarray, q_labels: np.ndarray, g: np.ndarray, g_labels: np.n
     return {f"top{k}": float(hits[:, :k].any(axis=1).mean()) for k in ks}
 
 
+def retrieval_top1_both_ways(z_vision: np.ndarray, labels_vision: np.ndarray,
+                             z_audio: np.ndarray, labels_audio: np.ndarray) -> float:
+    """Mean of top-1 retrieval audio -> image and image -> audio: the validation score that
+    selects heads and epochs."""
+    a2i = retrieval(z_audio, labels_audio, z_vision, labels_vision, ks=(1,))["top1"]
+    i2a = retrieval(z_vision, labels_vision, z_audio, labels_audio, ks=(1,))["top1"]
+    return 0.5 * (a2i + i2a)
+
+
 def retrieval_chance(q_labels: np.ndarray, g_labels: np.ndarray, ks=(1, 5)) -> dict:
     """Expected top-k hit rate of a random ranking: per query, ``1 - C(N - n_c, k) / C(N, k)``
-    with ``n_c`` gallery items of its class among ``N``."""
+    with ``n_c`` gallery items of its class among ``N`` (``k`` capped at ``N``)."""
     n = len(g_labels)
     out = {}
     for k in ks:
+        kk = min(k, n)  # a gallery smaller than k: all of it is retrieved
         p = []
         for c in q_labels:
             n_c = int((g_labels == c).sum())
-            p.append(1.0 - comb(n - n_c, k, exact=False) / comb(n, k, exact=False))
+            p.append(1.0 - comb(n - n_c, kk, exact=False) / comb(n, kk, exact=False))
         out[f"top{k}"] = float(np.mean(p))
     return out
 
@@ -48,11 +60,7 @@ def prototype_classification(q: np.ndarray, q_labels: np.ndarray, g: np.ndarray,
     classes = np.unique(g_labels)
     protos = np.stack([g[g_labels == c].mean(0) for c in classes])
     pred = classes[np.argmax(similarity(q, protos), axis=1)]
-    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    index = {c: i for i, c in enumerate(classes)}
-    for t, p in zip(q_labels, pred, strict=True):
-        if t in index:
-            confusion[index[t], index[p]] += 1
+    confusion = confusion_matrix(q_labels, pred, classes)
     return {"accuracy": float((pred == q_labels).mean()), "chance": 1.0 / len(classes),
             "classes": classes.tolist(), "confusion": confusion.tolist()}
 

@@ -30,7 +30,13 @@ import torch
 
 from lsm.contrastive.heads import ProjectionHead
 from lsm.contrastive.losses import LOSSES, Temperature, check_temperature
-from lsm.contrastive.metrics import prototype_classification, retrieval, retrieval_chance
+from lsm.contrastive.metrics import (
+    prototype_classification,
+    retrieval,
+    retrieval_chance,
+    retrieval_top1_both_ways,
+)
+from lsm.metrics import group_holdout_mask
 from lsm.progress import progress_bar
 
 __all__ = ["ModalityData", "ZeroShotConfig", "ZeroShotModel", "SELECTIONS", "validate_inputs",
@@ -157,17 +163,9 @@ def validate_inputs(vision: ModalityData, audio: ModalityData, classes) -> None:
 
 
 def validation_mask(d: ModalityData, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Per class, about ``fraction`` of the groups (samples, or speakers for audio), as a mask."""
-    val = np.zeros(len(d.labels), dtype=bool)
-    for c in np.unique(d.labels):
-        groups = np.unique(d.groups[d.labels == c])
-        n_val = max(1, int(round(fraction * len(groups))))
-        if n_val >= len(groups):
-            raise ValueError(f"{d.name}: class {c} has {len(groups)} group(s); cannot hold out "
-                             "a validation part")
-        chosen = rng.choice(groups, n_val, replace=False)
-        val |= (d.labels == c) & np.isin(d.groups, chosen)
-    return val
+    """Per class, about ``fraction`` of the groups (samples, or speakers for audio), as a mask
+    (:func:`lsm.metrics.group_holdout_mask`)."""
+    return group_holdout_mask(d.labels, d.groups, fraction, rng, d.name)
 
 
 def split_validation(d: ModalityData, fraction: float, rng: np.random.Generator
@@ -202,9 +200,7 @@ def _val_score(vision, audio, val_v: ModalityData, val_a: ModalityData) -> float
     with torch.no_grad():
         zv = vision(torch.from_numpy(val_v.features)).numpy()
         za = audio(torch.from_numpy(val_a.features)).numpy()
-    a2i = retrieval(za, val_a.labels, zv, val_v.labels, ks=(1,))["top1"]
-    i2a = retrieval(zv, val_v.labels, za, val_a.labels, ks=(1,))["top1"]
-    return 0.5 * (a2i + i2a)
+    return retrieval_top1_both_ways(zv, val_v.labels, za, val_a.labels)
 
 
 def train_heads(train_v, train_a, val_v, val_a, cfg: ZeroShotConfig, embed_dim: int,

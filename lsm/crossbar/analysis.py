@@ -11,7 +11,8 @@ from lsm.crossbar.device import DeviceParams, Pulse
 from lsm.crossbar.mapping import DifferentialMapping
 from lsm.crossbar.peripherals import ADC, InputDAC
 
-__all__ = ["conductance_stats", "vmm_error_sweep"]
+__all__ = ["conductance_stats", "sample_formed", "verify_random_targets", "vmm_error_sweep",
+           "format_vmm_error"]
 
 
 def conductance_stats(array: CrossbarArray, region: Region) -> dict:
@@ -26,6 +27,35 @@ def conductance_stats(array: CrossbarArray, region: Region) -> dict:
             "fraction_stuck": float((stuck != 0).mean()),
             "fraction_stuck_hrs": float((stuck == STUCK_HRS).mean()),
             "fraction_stuck_lrs": float((stuck == STUCK_LRS).mean())}
+
+
+def sample_formed(rows: int, cols: int, device: DeviceParams, pulse: Pulse,
+                  seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Form a fresh ``rows`` x ``cols`` array with ``pulse``; its conductances (uS) and their
+    statistics beside the configured forming mean and spread."""
+    arr = CrossbarArray(rows, cols, device, seed=seed)
+    region = Region(0, rows, 0, cols)
+    arr.program_random(region, pulse)
+    stats = conductance_stats(arr, region)
+    mean, std = device.programming.form_stats(pulse)
+    stats.update({"configured_mean_us": mean, "configured_std_us": std,
+                  "pulse": {"amplitude_v": pulse.amplitude_v, "width_ns": pulse.width_ns,
+                            "compliance_ua": pulse.compliance_ua},
+                  "distribution": device.programming.distribution, "seed": seed})
+    return arr.conductance(*region.cells()), stats
+
+
+def verify_random_targets(rows: int, cols: int, device: DeviceParams, low_us: float,
+                          high_us: float, tol_us: float, max_iter: int, seed: int = 0) -> dict:
+    """Write-verify targets drawn uniformly in [low_us, high_us) into a fresh array; the
+    convergence summary and the first failed cells."""
+    arr = CrossbarArray(rows, cols, device, seed=seed)
+    region = Region(0, rows, 0, cols)
+    targets = np.random.default_rng(seed).uniform(low_us, high_us, region.shape)
+    res = arr.program_verify(targets, region, tol_us=tol_us, max_iter=max_iter)
+    out = res.summary()
+    out["failed_cells_first"] = res.failed_cells[:10]
+    return out
 
 
 def vmm_error_sweep(read_noise_rel=(0.0, 0.0015, 0.005, 0.01, 0.02),
@@ -74,3 +104,13 @@ def vmm_error_sweep(read_noise_rel=(0.0, 0.0015, 0.005, 0.01, 0.02),
     return {"read_noise_rel": list(map(float, read_noise_rel)), "adc_bits": list(adc_bits),
             "relative_rms_error": errors.tolist(), "rows": m.rows_needed, "cols": n_neurons,
             "activity": activity, "n_vectors": n_vectors, "v_read": v_read, "seed": seed}
+
+
+def format_vmm_error(result: dict) -> str:
+    """The sweep as a table: rows ADC bits, columns read noise, entries relative RMS error %."""
+    noise = result["read_noise_rel"]
+    lines = ["relative RMS error of x @ (G+ - G-) in %, rows: ADC bits, columns: read noise",
+             f"{'bits':>6} " + " ".join(f"{100 * n:>8.2f}%" for n in noise)]
+    for bits, errs in zip(result["adc_bits"], result["relative_rms_error"], strict=True):
+        lines.append(f"{bits:>6} " + " ".join(f"{100 * e:>9.4f}" for e in errs))
+    return "\n".join(lines)

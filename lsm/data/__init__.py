@@ -13,6 +13,17 @@ from lsm.data.datasets import (
 )
 from lsm.data.formats import BadSampleError, read_nmnist_bin, write_nmnist_bin
 from lsm.data.pipeline import EncodedSet, StreamSet, encode_dataset, load_streams
+from lsm.data.registry import (
+    DATASET_NAMES,
+    DATASETS,
+    DatasetSpec,
+    dataset_spec,
+    detect_dataset,
+    encode_split,
+    load_split,
+    open_split,
+    sample_groups,
+)
 from lsm.data.transforms import (
     Preprocessing,
     SelectPolarity,
@@ -26,5 +37,7 @@ __all__ = [
     "download_ntidigits", "DownloadError", "BadSampleError", "read_nmnist_bin",
     "write_nmnist_bin", "SelectPolarity", "ToEventStream", "Preprocessing",
     "nmnist_preprocessing", "ntidigits_preprocessing", "load_streams", "encode_dataset",
-    "StreamSet", "EncodedSet", "FeatureCache", "cache_key",
+    "StreamSet", "EncodedSet", "FeatureCache", "cache_key", "DatasetSpec", "DATASETS",
+    "DATASET_NAMES", "dataset_spec", "detect_dataset", "open_split", "encode_split",
+    "load_split", "sample_groups",
 ]

@@ -105,13 +105,16 @@ def nmnist(root: str | os.PathLike, split: str = "train", on_bad_sample: str = "
     _check_choice("split", split, tuple(SPLIT_FOLDERS))
     _check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
     root = Path(root)
+    if root.is_file():
+        raise NotADirectoryError(f"{root} is a file; N-MNIST is a folder holding Train/ and "
+                                 "Test/ (an N-TIDIGITS .hdf5 file goes to --ntidigits)")
     base = root / SPLIT_FOLDERS[split]
     if not base.is_dir():
         raise FileNotFoundError(
             f"{base}: no {SPLIT_FOLDERS[split]} folder; expected the N-MNIST layout "
             f"{root}/{SPLIT_FOLDERS[split]}/<digit>/*.bin (download it with `lsm data download "
-            f"nmnist --root {root}`, or make an offline twin with `lsm data make-twin nmnist "
-            f"--out {root}`)"
+            f"--nmnist {root}`, or make an offline twin with `lsm data make-twin --nmnist "
+            f"{root}`)"
         )
     paths, labels, skipped = [], [], []
     keep = None if digits is None else {int(d) for d in digits}
@@ -210,8 +213,8 @@ def ntidigits(path: str | os.PathLike, split: str = "train", single_digits: bool
         raise IsADirectoryError(f"{path} is a folder; N-TIDIGITS is one .hdf5 file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such N-TIDIGITS file (download it with `lsm data "
-                                f"download ntidigits --root {path.parent}`, or make an offline "
-                                f"twin with `lsm data make-twin ntidigits --out {path}`)")
+                                f"download --ntidigits {path}`, or make an offline "
+                                f"twin with `lsm data make-twin --ntidigits {path}`)")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

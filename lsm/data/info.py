@@ -7,20 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lsm.data.datasets import nmnist, ntidigits
 from lsm.data.formats import BadSampleError
 
 __all__ = ["open_dataset", "dataset_info", "plot_samples"]
 
 
-def open_dataset(path: str | os.PathLike, split: str = "train", on_bad_sample: str = "error"):
-    """A folder is read as N-MNIST, a file as N-TIDIGITS."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such N-MNIST folder or N-TIDIGITS file")
-    if path.is_dir():
-        return nmnist(path, split, on_bad_sample=on_bad_sample)
-    return ntidigits(path, split, on_bad_sample=on_bad_sample)
+def open_dataset(path: str | os.PathLike, split: str = "train", on_bad_sample: str = "error",
+                 dataset: str | None = None):
+    """Open a split of ``dataset`` (a registry name), or, when None, of the dataset the path's
+    kind implies (a folder is N-MNIST, a file N-TIDIGITS: :func:`lsm.data.detect_dataset`)."""
+    from lsm.data.registry import detect_dataset, open_split
+
+    return open_split(dataset or detect_dataset(path), path, split, on_bad_sample)
 
 
 def dataset_info(ds, progress: bool = True) -> dict:

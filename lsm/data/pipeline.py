@@ -24,6 +24,8 @@ class StreamSet:
     labels: np.ndarray
     sample_ids: list
     skipped: list = field(default_factory=list)
+    #: one group per sample (speakers), set by :func:`lsm.data.load_split`; None: independent
+    groups: np.ndarray | None = None
 
 
 @dataclass
@@ -36,6 +38,10 @@ class EncodedSet:
     skipped: list
     cache_hit: bool
     key: str
+    #: one group per sample (speakers), set by :func:`lsm.data.encode_split`; None: independent
+    groups: np.ndarray | None = None
+    #: the preprocessing that made the event streams (set by :func:`lsm.data.encode_split`)
+    preprocessing: Preprocessing | None = None
 
 
 def _iter_raw(dataset):

@@ -1,0 +1,52 @@
+"""``lsm bench``: benchmarks measured side by side in one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lsm.cli.common import dataset_options, emit, json_parent, progress_parent, runs_parent
+
+__all__ = ["register"]
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from lsm.bench import bench_encode, format_table
+
+    result = bench_encode(quick=args.quick, workloads=tuple(args.workload) or None)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def _cmd_train_cost(args: argparse.Namespace) -> int:
+    from lsm.bench import format_train_cost
+    from lsm.experiments.train_cost import TrainCostConfig, run_train_cost
+
+    cfg = TrainCostConfig(args.nmnist, args.ntidigits, args.workdir, args.max_epochs,
+                          args.max_seconds, args.runs)
+    r = run_train_cost(cfg, progress=not args.no_progress)
+    emit(r, args.json, format_train_cost(r), leave_out=())
+    return 0
+
+
+def register(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (ratios measured side by side)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    be = bench_sub.add_parser("encode", help="reservoir throughput: numba vs torch vs snntorch",
+                              parents=[json_parent()])
+    be.add_argument("--quick", action="store_true", help="fewer samples and repeats")
+    be.add_argument("--workload", action="append", default=[], choices=["paper", "large"],
+                    help="run only this workload (repeatable)")
+    be.set_defaults(func=_cmd_encode)
+    tc = bench_sub.add_parser("train-cost", help="LSM pipeline vs a trainable spiking RNN "
+                                                 "(BPTT): MACs and time to the same accuracy",
+                              parents=[runs_parent(), json_parent(), progress_parent()])
+    dataset_options(tc, both=True, required=False, what=" (default: the demo twin)")
+    tc.add_argument("--workdir", default="lsm-demo", help="where the demo twins live")
+    tc.add_argument("--max-epochs", type=int, default=40,
+                    help="epochs of the spiking RNN at most")
+    tc.add_argument("--max-seconds", type=float, default=None,
+                    help="optional wall-clock cap on the spiking RNN's training; off by "
+                         "default, so the work (and the MAC ratio) is bounded by epochs alone, "
+                         "not by machine load")
+    tc.set_defaults(func=_cmd_train_cost)

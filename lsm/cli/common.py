@@ -1,0 +1,181 @@
+"""What every command group shares: the parser class, the option vocabulary as parent parsers
+and helpers, typed converters, and how results and user errors are printed.
+
+The vocabulary (also in the README):
+
+- a dataset is named by its option, ``--nmnist DIR`` (the N-MNIST folder, Train/ and Test/) or
+  ``--ntidigits FILE`` (the N-TIDIGITS .hdf5 file); ``--split train|test`` picks a split;
+- ``--out FILE`` is always one file a command writes (features, a map, codes, a PNG);
+- ``--runs DIR`` is always the parent of run directories: each run makes a fresh
+  ``DIR/<job>-<time>/`` holding config.toml, metrics.json and PNGs;
+- ``--workdir DIR`` is the demo's working folder (twins, feature cache, runs);
+- ``--seed N`` is one seed (a config, a twin, the emulator); ``--n-seeds N`` is a number of
+  repetitions, run with seeds 0 .. N-1, each a fresh reservoir draw;
+- ``--json`` prints one JSON object; ``--no-progress`` turns progress bars off; ``--cache DIR``
+  is a feature cache folder; lists are comma-separated (``--unseen 8,9``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["CLIError", "Parser", "HelpFormatter", "comma_list", "region", "json_parent",
+           "progress_parent", "seed_parent", "n_seeds_parent", "runs_parent", "cache_parent",
+           "weights_parent", "dataset_options", "chosen_dataset", "print_result", "emit"]
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback. Exit status 2 for bad input or a
+    refused request; 3 when the instrument or its link failed (a lab job can be resumed)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default when it has one worth showing (not None, not a flag's False)."""
+
+    def _get_help_string(self, action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """No prefix matching (``--seed`` must never run as ``--n-seeds``); help shows defaults.
+    Subcommand parsers are of the same class."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------- typed converters
+def comma_list(kind: type, what: str = ""):
+    """An argparse ``type`` for a comma-separated list of ``kind`` (a tuple); a bad entry is
+    reported by argparse with the option's name (``argument --unseen: ...``)."""
+
+    def convert(text: str) -> tuple:
+        try:
+            values = tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {what or kind.__name__} values, got {text!r}"
+            ) from None
+        return values
+
+    convert.__name__ = f"{kind.__name__} list"
+    return convert
+
+
+def region(text: str) -> tuple[int, int, int, int]:
+    """An argparse ``type``: ``r0,r1,c0,c1``, rows r0:r1 and columns c0:c1, half-open."""
+    try:
+        r0, r1, c0, c1 = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected r0,r1,c0,c1 (four integers, half-open), got {text!r}") from None
+    if not (0 <= r0 < r1 and 0 <= c0 < c1):
+        raise argparse.ArgumentTypeError(
+            f"{text}: rows r0:r1 and columns c0:c1 need 0 <= r0 < r1 and 0 <= c0 < c1")
+    return r0, r1, c0, c1
+
+
+# ---------------------------------------------------------------------- shared options
+def _parent() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+
+
+def json_parent() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def progress_parent() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (off a terminal they are plain periodic lines)")
+    return p
+
+
+def seed_parent(default: int | None = 0, what: str = "the random draw") -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--seed", type=int, default=default, help=f"seed of {what}")
+    return p
+
+
+def n_seeds_parent(default: int) -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--n-seeds", type=int, default=default,
+                   help="repetitions, with seeds 0 .. N-1, each a fresh reservoir weight draw")
+    return p
+
+
+def runs_parent() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--runs", default="runs",
+                   help="parent folder of run directories (each run: a new <job>-<time>/ with "
+                        "config.toml, metrics.json and PNGs)")
+    return p
+
+
+def cache_parent() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument("--cache", help="feature cache folder (keyed by data, preprocessing, "
+                                   "config and weights)")
+    return p
+
+
+def weights_parent() -> argparse.ArgumentParser:
+    from lsm.experiments.common import WEIGHT_SOURCES
+
+    p = _parent()
+    p.add_argument("--weights", choices=WEIGHT_SOURCES, default="gaussian",
+                   help="reservoir weights: a Gaussian draw, or a simulated RRAM crossbar")
+    return p
+
+
+def dataset_options(parser: argparse.ArgumentParser, both: bool = False,
+                    required: bool = True, what: str = "") -> None:
+    """``--nmnist DIR`` and ``--ntidigits FILE``: exactly one of them (``both=False``), or both
+    (``both=True``)."""
+    from lsm.data.registry import DATASETS
+
+    group = parser if both else parser.add_mutually_exclusive_group(required=required)
+    for spec in DATASETS.values():
+        metavar = "DIR" if spec.path_kind == "folder" else "FILE"
+        group.add_argument(f"--{spec.name}", metavar=metavar, required=both and required,
+                           help=f"{spec.path_help()}{what}")
+
+
+def chosen_dataset(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(name, path) of the one dataset option given, or (None, None)."""
+    from lsm.data.registry import DATASET_NAMES
+
+    for name in DATASET_NAMES:
+        if getattr(args, name, None):
+            return name, getattr(args, name)
+    return None, None
+
+
+# ---------------------------------------------------------------------- output
+def print_result(result: dict, as_json: bool) -> None:
+    """One JSON object, or one ``key: value`` line per entry."""
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    width = max(map(len, result), default=0)
+    for k, v in result.items():
+        print(f"{k:>{width}}: {v}")
+
+
+def emit(result: dict, as_json: bool, text: str, leave_out: tuple = ("per_seed",)) -> None:
+    """``result`` as one JSON object (without the ``leave_out`` keys), or ``text``."""
+    if as_json:
+        print(json.dumps({k: v for k, v in result.items() if k not in leave_out}, default=str))
+    else:
+        print(text)

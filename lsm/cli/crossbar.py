@@ -1,0 +1,95 @@
+"""``lsm crossbar``: the simulated RRAM crossbar (forming statistics, write-verify, multiply
+error)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lsm.cli.common import json_parent, print_result, progress_parent, seed_parent
+
+__all__ = ["register"]
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from lsm.crossbar import DeviceParams, FaultParams, ProgrammingParams, Pulse
+    from lsm.crossbar.analysis import sample_formed
+    from lsm.io import check_output_file
+    from lsm.plots import conductance_histogram
+
+    check_output_file(args.out, "--out")
+    dev = DeviceParams(programming=ProgrammingParams(distribution=args.distribution),
+                       faults=FaultParams(p_stuck_hrs=args.p_stuck_hrs,
+                                          p_stuck_lrs=args.p_stuck_lrs))
+    pulse = Pulse.form(args.amplitude_v, args.width_ns, args.compliance_ua)
+    g, stats = sample_formed(args.rows, args.cols, dev, pulse, args.seed)
+    stats["png"] = str(conductance_histogram(
+        g, args.out, title=f"{args.rows} x {args.cols} array after FORM ({args.distribution})",
+        stats=stats))
+    print_result(stats, args.json)
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from lsm.crossbar import DeviceParams, FaultParams
+    from lsm.crossbar.analysis import verify_random_targets
+
+    dev = DeviceParams(faults=FaultParams(p_stuck_hrs=args.p_stuck_hrs,
+                                          p_stuck_lrs=args.p_stuck_lrs))
+    print_result(verify_random_targets(args.rows, args.cols, dev, args.low_us, args.high_us,
+                                       args.tol_us, args.max_iter, args.seed), args.json)
+    return 0
+
+
+def _cmd_vmm_error(args: argparse.Namespace) -> int:
+    from lsm.crossbar.analysis import format_vmm_error, vmm_error_sweep
+    from lsm.io import check_output_file
+    from lsm.plots import vmm_error_plot
+
+    check_output_file(args.out, "--out")
+    result = vmm_error_sweep(n_vectors=args.vectors, seed=args.seed,
+                             progress=not args.no_progress)
+    result["png"] = str(vmm_error_plot(result, args.out))
+    print(json.dumps(result) if args.json else f"{format_vmm_error(result)}\nplot: {result['png']}")
+    return 0
+
+
+def _stuck_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--p-stuck-hrs", type=float, default=0.0,
+                   help="fraction of cells stuck at the high-resistance state")
+    p.add_argument("--p-stuck-lrs", type=float, default=0.0,
+                   help="fraction of cells stuck at the low-resistance state")
+
+
+def register(sub) -> None:
+    xb = sub.add_parser("crossbar", help="the simulated RRAM crossbar")
+    xb_sub = xb.add_subparsers(dest="crossbar_command", required=True)
+    seed = seed_parent(0, "the array")
+    smp = xb_sub.add_parser("sample", help="form an array; print conductance statistics; save a "
+                                           "histogram PNG", parents=[seed, json_parent()])
+    smp.add_argument("--rows", type=int, default=512, help="array rows")
+    smp.add_argument("--cols", type=int, default=512, help="array columns")
+    smp.add_argument("--distribution", choices=["gaussian", "lognormal"], default="gaussian",
+                     help="law of the formed conductance")
+    smp.add_argument("--amplitude-v", type=float, default=3.0, help="FORM amplitude, V")
+    smp.add_argument("--width-ns", type=float, default=1000.0, help="FORM width, ns")
+    smp.add_argument("--compliance-ua", type=float, default=100.0, help="compliance, uA")
+    _stuck_options(smp)
+    smp.add_argument("--out", default="crossbar_conductance.png", help="histogram PNG")
+    smp.set_defaults(func=_cmd_sample)
+    vf = xb_sub.add_parser("verify", help="write-verify random targets; convergence statistics",
+                           parents=[seed, json_parent()])
+    vf.add_argument("--rows", type=int, default=128, help="array rows")
+    vf.add_argument("--cols", type=int, default=128, help="array columns")
+    vf.add_argument("--low-us", type=float, default=5.0, help="targets drawn uniformly from, uS")
+    vf.add_argument("--high-us", type=float, default=50.0, help="... up to this, uS")
+    vf.add_argument("--tol-us", type=float, default=0.5, help="accepted error, uS")
+    vf.add_argument("--max-iter", type=int, default=20, help="read-verify-pulse rounds at most")
+    _stuck_options(vf)
+    vf.set_defaults(func=_cmd_verify)
+    ve = xb_sub.add_parser("vmm-error", help="sweep read noise and ADC bits; plot the multiply "
+                                             "error against an ideal matmul",
+                           parents=[seed, json_parent(), progress_parent()])
+    ve.add_argument("--vectors", type=int, default=200, help="random input vectors per point")
+    ve.add_argument("--out", default="crossbar_vmm_error.png", help="plot PNG")
+    ve.set_defaults(func=_cmd_vmm_error)

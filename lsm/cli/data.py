@@ -1,0 +1,75 @@
+"""``lsm data``: offline twins in the real formats, what a dataset holds, downloads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lsm.cli.common import (
+    chosen_dataset,
+    dataset_options,
+    json_parent,
+    print_result,
+    progress_parent,
+    runs_parent,
+    seed_parent,
+)
+
+__all__ = ["register"]
+
+
+def _cmd_make_twin(args: argparse.Namespace) -> int:
+    dataset, path = chosen_dataset(args)
+    progress = not args.no_progress
+    if dataset == "nmnist":
+        from lsm.data.twin_nmnist import make_nmnist_twin
+
+        summary = make_nmnist_twin(path, n_train=args.train, n_test=args.test, seed=args.seed,
+                                   progress=progress)
+    else:
+        from lsm.data.twin_ntidigits import make_ntidigits_twin
+
+        summary = make_ntidigits_twin(path, n_speakers=args.speakers, takes=args.takes,
+                                      seed=args.seed, progress=progress)
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from lsm.experiments.dataset_info import DatasetInfoConfig, run_dataset_info
+
+    dataset, path = chosen_dataset(args)
+    info = run_dataset_info(DatasetInfoConfig(dataset, path, args.split, args.runs),
+                            progress=not args.no_progress)
+    print_result(info, args.json)
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from lsm.data.registry import dataset_spec
+
+    dataset, path = chosen_dataset(args)
+    print(f"downloaded to {dataset_spec(dataset).download(path)}")
+    return 0
+
+
+def register(sub) -> None:
+    data = sub.add_parser("data", help="datasets: offline twins, info, download")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    mt = data_sub.add_parser("make-twin", help="write an offline twin in the real format",
+                             parents=[seed_parent(0, "the twin"), progress_parent()])
+    dataset_options(mt, what=" to write")
+    mt.add_argument("--train", type=int, default=600, help="nmnist: training digits")
+    mt.add_argument("--test", type=int, default=200, help="nmnist: test digits")
+    mt.add_argument("--speakers", type=int, default=40, help="ntidigits: synthetic speakers")
+    mt.add_argument("--takes", type=int, default=1, help="ntidigits: repetitions per word")
+    mt.set_defaults(func=_cmd_make_twin)
+    di = data_sub.add_parser("info", help="per-class counts, events per sample, durations, and a "
+                                          "PNG of a few samples, in a run directory",
+                             parents=[runs_parent(), json_parent(), progress_parent()])
+    dataset_options(di)
+    di.add_argument("--split", choices=["train", "test"], default="train", help="split to scan")
+    di.set_defaults(func=_cmd_info)
+    dl = data_sub.add_parser("download", help="fetch a real dataset (MD5-checked)")
+    dataset_options(dl, what=" to download to")
+    dl.set_defaults(func=_cmd_download)

@@ -1,0 +1,108 @@
+"""``lsm train``, ``lsm zeroshot`` and ``lsm demo``: thin handlers over :mod:`lsm.experiments`."""
+
+from __future__ import annotations
+
+import argparse
+
+from lsm.cli.common import (
+    cache_parent,
+    chosen_dataset,
+    comma_list,
+    dataset_options,
+    emit,
+    json_parent,
+    n_seeds_parent,
+    progress_parent,
+    runs_parent,
+    weights_parent,
+)
+
+__all__ = ["register"]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lsm.experiments.supervised import SupervisedConfig, format_supervised, run_supervised
+    from lsm.readout import ReadoutConfig
+
+    dataset, path = chosen_dataset(args)
+    cfg = SupervisedConfig(dataset, path, ReadoutConfig(kind=args.readout), args.n_seeds,
+                           args.weights, args.runs, args.cache)
+    r = run_supervised(cfg, progress=not args.no_progress)
+    emit(r, args.json, format_supervised(r))
+    return 0
+
+
+def zeroshot_protocol_config(args: argparse.Namespace):
+    """The :class:`~lsm.contrastive.ZeroShotConfig` of ``lsm zeroshot``'s options."""
+    from lsm.contrastive import ZeroShotConfig
+
+    seen = args.seen or tuple(c for c in range(1, 10) if c not in args.unseen)
+    return ZeroShotConfig(seen=seen, unseen=args.unseen, loss=args.loss, epochs=args.epochs,
+                          embed_dims=args.embed_dims, temperatures=args.temperatures,
+                          learnable_temperature=args.learnable_temperature,
+                          selection=args.selection.replace("-", "_"),
+                          n_class_folds=args.class_folds)
+
+
+def _cmd_zeroshot(args: argparse.Namespace) -> int:
+    from lsm.experiments.zeroshot import ZeroShotRunConfig, format_zeroshot, run_zeroshot
+
+    cfg = ZeroShotRunConfig(args.nmnist, args.ntidigits, zeroshot_protocol_config(args),
+                            args.n_seeds, args.weights, args.runs, args.cache)
+    r = run_zeroshot(cfg, progress=not args.no_progress)
+    emit(r, args.json, format_zeroshot(r))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lsm.experiments.demo import DemoConfig, format_demo, run_demo
+
+    r = run_demo(DemoConfig(args.workdir, args.n_seeds), progress=not args.no_progress)
+    if args.json:
+        emit({"supervised": {k: {x: y for x, y in v.items() if x != "per_seed"}
+                             for k, v in r["supervised"].items()},
+              "zeroshot": {k: v for k, v in r["zeroshot"].items() if k != "per_seed"}},
+             True, "")
+    else:
+        print(format_demo(r))
+    return 0
+
+
+def register(sub) -> None:
+    common = [weights_parent(), runs_parent(), cache_parent(), json_parent(), progress_parent()]
+    tr = sub.add_parser("train", help="supervised readout on LSM features; test accuracy",
+                        parents=[n_seeds_parent(1), *common])
+    dataset_options(tr)
+    tr.add_argument("--readout", choices=["linear", "mlp", "probe"], default="linear",
+                    help="one linear layer, Linear-GELU-Linear, or logistic regression")
+    tr.set_defaults(func=_cmd_train)
+
+    zs = sub.add_parser("zeroshot", help="contrastive heads; zero-shot cross-modal retrieval",
+                        parents=[n_seeds_parent(3), *common])
+    dataset_options(zs, both=True)
+    zs.add_argument("--unseen", type=comma_list(int, "class"), default="8,9",
+                    help="classes held out of training, e.g. 8,9")
+    zs.add_argument("--seen", type=comma_list(int, "class"), default=None,
+                    help="training classes (default: 1-9 minus --unseen)")
+    zs.add_argument("--loss", choices=["clip", "soft_clip", "cwcl", "supcon"], default="clip",
+                    help="contrastive loss")
+    zs.add_argument("--epochs", type=int, default=100, help="epochs per training")
+    zs.add_argument("--embed-dims", type=comma_list(int), default="64",
+                    help="embedding sizes to try, chosen on validation")
+    zs.add_argument("--temperatures", type=comma_list(float), default="1.0",
+                    help="temperatures to try, chosen on validation")
+    zs.add_argument("--learnable-temperature", action="store_true",
+                    help="train the temperature with the heads")
+    zs.add_argument("--selection", choices=["held-out-classes", "seen-samples"],
+                    default="held-out-classes",
+                    help="validation by held-out seen classes (zero-shot score) or by held-out "
+                         "samples of every seen class")
+    zs.add_argument("--class-folds", type=int, default=3,
+                    help="folds of seen classes for --selection held-out-classes")
+    zs.set_defaults(func=_cmd_zeroshot)
+
+    dm = sub.add_parser("demo", help="offline twins -> supervised and zero-shot results",
+                        parents=[n_seeds_parent(3), json_parent(), progress_parent()])
+    dm.add_argument("--workdir", default="lsm-demo",
+                    help="working folder: twins/, the feature cache features/ and runs/")
+    dm.set_defaults(func=_cmd_demo)
