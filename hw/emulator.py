@@ -41,7 +41,9 @@ from lsm.crossbar import ADC, CrossbarArray, DeviceParams, InputDAC, Pulse
 
 __all__ = ["FaultConfig", "EmulatedMacro", "EmulatorServer", "serve", "ErrorQueue", "Command",
            "COMMANDS", "DEFAULT_HOST", "DEFAULT_IDLE_TIMEOUT_S", "DEFAULT_MAX_LINE_BYTES",
-           "DEFAULT_MAX_CONNECTIONS", "DEFAULT_ERROR_QUEUE_SIZE"]
+           "DEFAULT_MAX_CONNECTIONS", "DEFAULT_ERROR_QUEUE_SIZE", "CommandError", "RecentLines",
+           "header_of", "LIMITS", "DEFAULT_LOG_LINES", "DEFAULT_LOG_LINE_CHARS", "NO_ERROR",
+           "QUEUE_OVERFLOW", "TOO_MUCH_DATA", "DEVICE_ERROR", "BAD_BLOCK", "BIG_BLOCK"]
 
 LIMITS = {"amp_v": 5.0, "width_ns": (1.0, 1e6), "comp_ua": (1.0, 1000.0),
           "v_read": (0.01, 0.5), "n_vec": 4096}

@@ -20,7 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["Journal", "JobMismatch", "JobBusy", "PULSE_STATUSES", "APPLIED", "NOT_APPLIED"]
+__all__ = ["Journal", "JobMismatch", "JobBusy", "PULSE_STATUSES", "APPLIED", "NOT_APPLIED",
+           "SCHEMA"]
 
 #: What a pulse record can say: sent and confirmed (``ok``), refused by the instrument
 #: (``failed``), an uncertain outcome resolved on the instrument (``verified-applied`` /

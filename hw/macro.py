@@ -32,7 +32,8 @@ from hw.protocol import check_version, format_args, parse_idn
 from hw.transport import InstrumentError, LinkError, Transport
 
 __all__ = ["Macro", "InstrumentError", "LinkError", "SafeStateError", "PulseOutcome",
-           "DEFAULT_RESOURCE", "PULSE_HEADERS", "check_spike_inputs", "column_offsets"]
+           "DEFAULT_RESOURCE", "PULSE_HEADERS", "check_spike_inputs", "column_offsets",
+           "COUNTER_SINCE"]
 
 DEFAULT_RESOURCE = "TCPIP0::127.0.0.1::5025::SOCKET"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["PROTOCOL_VERSION", "BlockError", "encode_block", "parse_block", "block_header_length",
-           "parse_idn", "check_version", "format_args"]
+           "parse_idn", "check_version", "format_args", "decode_array"]
 
 PROTOCOL_VERSION = "1.1"
 

@@ -181,3 +181,39 @@ def test_relative_imports_are_resolved(tmp_path):
         "hw/__init__.py:1: imports hw", "hw/sub/__init__.py:1: imports hw",
         "hw/sub/deep.py:1: imports hw.macro", "hw/sub/deep.py:2: imports hw.sub",
         "hw/sub/deep.py:4: imports hw.jobs"]
+
+
+# ---------------------------------------------------------------------- complete __all__
+def public_names_missing_from_all(path: Path) -> list[str]:
+    """Public top-level functions, classes and UPPER_CASE constants of a module that its
+    ``__all__`` leaves out (every module that defines public names must have one)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    public = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+              and not n.name.startswith("_")]
+    public += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+               if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_")]
+    declared = None
+    for n in tree.body:
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__"
+                                             for t in n.targets):
+            declared = {e.value for e in n.value.elts}
+    if declared is None:
+        return public
+    return [name for name in public if name not in declared]
+
+
+@pytest.mark.parametrize("package", ["lsm", "hw"])
+def test_every_public_name_is_in_all(package):
+    missing = {str(p.relative_to(ROOT)): names
+               for p in sorted((ROOT / package).rglob("*.py")) if p.name != "__main__.py"
+               for names in [public_names_missing_from_all(p)] if names}
+    assert not missing, missing
+
+
+def test_the_all_check_sees_a_missing_name(tmp_path):
+    mod = tmp_path / "m.py"
+    mod.write_text('__all__ = ["f"]\nLIMIT = 3\n\ndef f():\n    pass\n\nclass C:\n    pass\n'
+                   "\ndef _private():\n    pass\n")
+    assert public_names_missing_from_all(mod) == ["C", "LIMIT"]
+    mod.write_text("def g():\n    pass\n")
+    assert public_names_missing_from_all(mod) == ["g"]

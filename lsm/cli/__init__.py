@@ -24,7 +24,7 @@ import sys
 from lsm.cli import bench, crossbar, data, encode, experiments, hw
 from lsm.cli.common import CLIError, Parser
 
-__all__ = ["main", "build_parser", "CLIError"]
+__all__ = ["main", "build_parser", "CLIError", "EXAMPLES", "GROUPS"]
 
 EXAMPLES = """examples:
   lsm demo                                      offline twins -> supervised and zero-shot results

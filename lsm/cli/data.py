@@ -14,6 +14,7 @@ from lsm.cli.common import (
     runs_parent,
     seed_parent,
 )
+from lsm.data.datasets import SPLITS
 
 __all__ = ["register"]
 
@@ -68,7 +69,7 @@ def register(sub) -> None:
                                           "PNG of a few samples, in a run directory",
                              parents=[runs_parent(), json_parent(), progress_parent()])
     dataset_options(di)
-    di.add_argument("--split", choices=["train", "test"], default="train", help="split to scan")
+    di.add_argument("--split", choices=SPLITS, default="train", help="split to scan")
     di.set_defaults(func=_cmd_info)
     dl = data_sub.add_parser("download", help="fetch a real dataset (MD5-checked)")
     dataset_options(dl, what=" to download to")

@@ -14,8 +14,10 @@ from lsm.cli.common import (
     print_result,
     progress_parent,
 )
+from lsm.data.datasets import SPLITS
+from lsm.reservoir import FEATURES
 
-__all__ = ["register", "load_config"]
+__all__ = ["register", "load_config", "config_parent"]
 
 
 def config_parent() -> argparse.ArgumentParser:
@@ -85,14 +87,14 @@ def register(sub) -> None:
     enc.add_argument("input", nargs="?", help=".npz with 'raster' or 'offsets','bins','channels'"
                                               " (and optional 'labels')")
     dataset_options(enc, required=False, what=": encode a split of it instead of an .npz")
-    enc.add_argument("--split", choices=["train", "test"], default="train",
+    enc.add_argument("--split", choices=SPLITS, default="train",
                      help="dataset split to encode")
     enc.add_argument("--download", action="store_true",
                      help="fetch the real dataset to the given path when it is not there")
     enc.add_argument("--on-bad-sample", choices=["error", "skip"], default="error",
                      help="a broken sample stops the run, or is left out and listed")
     enc.add_argument("--out", required=True, help="output .npz (written atomically)")
-    enc.add_argument("--features", choices=["rates", "counts", "binned"], default="rates",
+    enc.add_argument("--features", choices=FEATURES, default="rates",
                      help="spike rates or counts per neuron, or the spikes per time bin")
     enc.add_argument("--backend", choices=["numba", "torch"], default="numba",
                      help="event-driven Numba kernel, or the dense torch reference")

@@ -17,7 +17,7 @@ from lsm.cli.common import (
     weights_parent,
 )
 
-__all__ = ["register"]
+__all__ = ["register", "zeroshot_protocol_config"]
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

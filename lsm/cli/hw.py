@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lsm.cli.common import CLIError, progress_parent, region
 
-__all__ = ["register", "add_emulator_parser"]
+__all__ = ["register", "add_emulator_parser", "DEFAULT_REGION", "REGION_HELP"]
 
 DEFAULT_REGION = "0,456,0,400"
 REGION_HELP = "rows r0:r1 and columns c0:c1 of the array, half-open, as r0,r1,c0,c1"

@@ -42,8 +42,8 @@ from typing import Any
 
 from lsm.validation import check_number
 
-__all__ = ["Pulse", "FORM", "SET", "RESET", "DeviceParams", "ProgrammingParams",
-           "ReadParams", "DriftParams", "FaultParams"]
+__all__ = ["Pulse", "FORM", "SET", "RESET", "DeviceParams", "ProgrammingParams", "ReadParams",
+           "DriftParams", "FaultParams", "PULSE_KINDS"]
 
 FORM = "form"
 SET = "set"

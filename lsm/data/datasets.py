@@ -21,10 +21,13 @@ import numpy as np
 
 from lsm.data.formats import BadSampleError, read_nmnist_bin, read_ntidigits_sample
 
-__all__ = ["NMNISTFolder", "NTIDIGITSFile", "nmnist", "ntidigits", "download_nmnist",
-           "download_ntidigits", "DownloadError", "TIDIGITS_CLASS_MAP", "ON_BAD_SAMPLE"]
+__all__ = ["SPLITS", "NMNISTFolder", "NTIDIGITSFile", "nmnist", "ntidigits", "download_nmnist",
+           "download_ntidigits", "DownloadError", "TIDIGITS_CLASS_MAP", "ON_BAD_SAMPLE",
+           "SPLIT_FOLDERS"]
 
 ON_BAD_SAMPLE = ("error", "skip")
+#: the splits every dataset has
+SPLITS = ("train", "test")
 SPLIT_FOLDERS = {"train": "Train", "test": "Test"}
 #: tonic's N-TIDIGITS classes: 'o' (oh) is 0, 'z' (zero) is 10
 TIDIGITS_CLASS_MAP = {"o": 0, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6, "7": 7, "8": 8,
@@ -205,7 +208,7 @@ def ntidigits(path: str | os.PathLike, split: str = "train", single_digits: bool
     """
     import h5py
 
-    _check_choice("split", split, ("train", "test"))
+    _check_choice("split", split, SPLITS)
     _check_choice("labels", labels, ("digit", "class"))
     _check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
     path = Path(path)
@@ -336,7 +339,7 @@ def _fetch_into(url: str, dest: Path, md5: str, timeout_s: float, digest) -> Pat
     return dest
 
 
-def download_nmnist(root: str | os.PathLike, splits=("train", "test")) -> Path:
+def download_nmnist(root: str | os.PathLike, splits=SPLITS) -> Path:
     """Fetch and extract N-MNIST (tonic's URLs and MD5 checksums) into ``root``."""
     from tonic.datasets import NMNIST
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BadSampleError", "NMNIST_SENSOR", "NMNIST_DTYPE", "NTIDIGITS_DTYPE",
-           "read_nmnist_bin", "write_nmnist_bin", "read_ntidigits_sample",
-           "write_ntidigits_hdf5", "NTIDIGITS_CHANNELS"]
+__all__ = ["BadSampleError", "NMNIST_SENSOR", "NMNIST_DTYPE", "NTIDIGITS_DTYPE", "read_nmnist_bin",
+           "write_nmnist_bin", "read_ntidigits_sample", "write_ntidigits_hdf5",
+           "NTIDIGITS_CHANNELS", "data_kind", "NTIDIGITS_MAX_TIME_S"]
 
 NMNIST_SENSOR = (34, 34, 2)
 NTIDIGITS_CHANNELS = 64

@@ -32,7 +32,7 @@ from numba import njit
 from lsm.data.formats import write_ntidigits_hdf5
 
 __all__ = ["CochleaParams", "cochlea_events", "wav_to_cochlea_events", "Espeak",
-           "make_ntidigits_twin", "WORDS"]
+           "make_ntidigits_twin", "WORDS", "VOICES", "VARIANTS"]
 
 #: TIDIGITS vocabulary: 'o' is "oh", 'z' is "zero"
 WORDS = {"o": "oh", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six",

@@ -13,7 +13,7 @@ from lsm.runs import write_json
 from lsm.validation import check_int
 
 __all__ = ["WEIGHT_SOURCES", "make_weights", "check_choice", "check_seeds", "to_toml_dict",
-           "package_versions", "write_run_files"]
+           "package_versions", "write_run_files", "RECORDED_PACKAGES"]
 
 #: weight sources a job can name: "gaussian" (the LSM's default draw) or "crossbar" (a fresh
 #: simulated RRAM crossbar per reservoir, :class:`lsm.weights.CrossbarWeights`)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from lsm.data.datasets import SPLITS
 from lsm.data.registry import DATASET_NAMES
 from lsm.experiments.common import check_choice
 
@@ -32,7 +33,7 @@ class DatasetInfoConfig:
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASET_NAMES)
-        check_choice("split", self.split, ("train", "test"))
+        check_choice("split", self.split, SPLITS)
 
 
 def run_dataset_info(cfg: DatasetInfoConfig, progress: bool = True) -> dict:

@@ -12,10 +12,11 @@ import numpy as np
 
 from lsm.contrastive.metrics import versus_chance
 from lsm.contrastive.zeroshot import ModalityData, ZeroShotConfig, zeroshot_protocol
+from lsm.data.datasets import SPLITS
 from lsm.experiments.common import WEIGHT_SOURCES, check_choice, check_seeds
 
 __all__ = ["ZeroShotRunConfig", "encode_modalities", "run_zeroshot", "format_zeroshot",
-           "SUMMARY_METRICS"]
+           "SUMMARY_METRICS", "CHANCE"]
 
 #: metric paths reported in the summary: (block, direction, metric)
 SUMMARY_METRICS = [(b, d, m) for b in ("unseen", "seen")
@@ -85,7 +86,7 @@ def encode_modalities(nmnist_root, ntidigits_path, seed: int, weights: str = "ga
     lsms = {n: LSM(dataset_spec(n).lsm_config(seed=seed), weights=make_weights(weights))
             for n in names}
     out = {}
-    for split in ("train", "test"):
+    for split in SPLITS:
         out[split] = tuple(
             ModalityData(dataset_spec(n).modality, e.features, e.labels, e.groups)
             for n in names
