@@ -21,8 +21,9 @@ import argparse
 import json
 
 __all__ = ["CLIError", "Parser", "HelpFormatter", "comma_list", "region", "json_parent",
-           "progress_parent", "seed_parent", "n_seeds_parent", "runs_parent", "cache_parent",
-           "weights_parent", "dataset_options", "chosen_dataset", "print_result", "emit"]
+           "progress_parent", "seed_parent", "n_seeds_parent", "form_pulse_parent",
+           "runs_parent", "cache_parent", "weights_parent", "dataset_options", "chosen_dataset",
+           "print_result", "emit"]
 
 
 class CLIError(Exception):
@@ -112,6 +113,15 @@ def n_seeds_parent(default: int) -> argparse.ArgumentParser:
     p = _parent()
     p.add_argument("--n-seeds", type=int, default=default,
                    help="repetitions, with seeds 0 .. N-1, each a fresh reservoir weight draw")
+    return p
+
+
+def form_pulse_parent() -> argparse.ArgumentParser:
+    """The FORM pulse of a command that forms cells (simulated or on the chip)."""
+    p = _parent()
+    p.add_argument("--amplitude-v", type=float, default=3.0, help="FORM amplitude, V")
+    p.add_argument("--width-ns", type=float, default=1000.0, help="FORM pulse width, ns")
+    p.add_argument("--compliance-ua", type=float, default=100.0, help="compliance current, uA")
     return p
 
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from lsm.cli.common import json_parent, print_result, progress_parent, seed_parent
+from lsm.cli.common import (
+    form_pulse_parent,
+    json_parent,
+    print_result,
+    progress_parent,
+    seed_parent,
+)
 
 __all__ = ["register"]
 
@@ -66,14 +72,12 @@ def register(sub) -> None:
     xb_sub = xb.add_subparsers(dest="crossbar_command", required=True)
     seed = seed_parent(0, "the array")
     smp = xb_sub.add_parser("sample", help="form an array; print conductance statistics; save a "
-                                           "histogram PNG", parents=[seed, json_parent()])
+                                           "histogram PNG",
+                           parents=[seed, form_pulse_parent(), json_parent()])
     smp.add_argument("--rows", type=int, default=512, help="array rows")
     smp.add_argument("--cols", type=int, default=512, help="array columns")
     smp.add_argument("--distribution", choices=["gaussian", "lognormal"], default="gaussian",
                      help="law of the formed conductance")
-    smp.add_argument("--amplitude-v", type=float, default=3.0, help="FORM amplitude, V")
-    smp.add_argument("--width-ns", type=float, default=1000.0, help="FORM width, ns")
-    smp.add_argument("--compliance-ua", type=float, default=100.0, help="compliance, uA")
     _stuck_options(smp)
     smp.add_argument("--out", default="crossbar_conductance.png", help="histogram PNG")
     smp.set_defaults(func=_cmd_sample)

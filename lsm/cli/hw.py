@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from lsm.cli.common import CLIError, progress_parent, region
+from lsm.cli.common import CLIError, form_pulse_parent, progress_parent, region
 
 __all__ = ["register", "add_emulator_parser", "DEFAULT_REGION", "REGION_HELP"]
 
@@ -256,12 +256,9 @@ def register(sub) -> None:
         func=_cmd_idn)
     pr = hw_sub.add_parser("program-random", help="form a region, verified and resumable: "
                                                   "re-run with the same --job to resume",
-                           parents=[inst, progress_parent()])
+                           parents=[inst, form_pulse_parent(), progress_parent()])
     _region_option(pr)
     pr.add_argument("--job", help="job id (default: from the instrument, region and pulse)")
-    pr.add_argument("--amplitude-v", type=float, default=3.0, help="FORM amplitude, V")
-    pr.add_argument("--width-ns", type=float, default=1000.0, help="FORM pulse width, ns")
-    pr.add_argument("--compliance-ua", type=float, default=100.0, help="compliance current, uA")
     pr.set_defaults(func=_cmd_program_random)
     rm = hw_sub.add_parser("read-map", help="read a conductance map: the map file, and PNGs "
                                             "beside it (<out>.png, <out>.hist.png)",
