@@ -99,12 +99,13 @@ def bench_train_cost(nmnist_root, ntidigits_path, cfg: ZeroShotConfig | None = N
     ``max_srnn_epochs`` epochs: its work is bounded by epochs, so the MAC ratio does not depend
     on machine load. ``max_srnn_seconds`` optionally caps its wall-clock time too.
     """
-    from lsm.data import load_split
+    from lsm.data import dataset_spec, load_split
     from lsm.progress import progress_bar
     from lsm.reservoir import LSM
 
     cfg = cfg or ZeroShotConfig()
-    cfg_v, cfg_a = LSMConfig.nmnist(seed=seed), LSMConfig.ntidigits(seed=seed)
+    cfg_v = dataset_spec("nmnist").lsm_config(seed=seed)
+    cfg_a = dataset_spec("ntidigits").lsm_config(seed=seed)
     sv = load_split("nmnist", nmnist_root, "train", progress=progress)
     sa = load_split("ntidigits", ntidigits_path, "train", progress=progress)
     keep_v = np.flatnonzero(np.isin(sv.labels, cfg.seen))
