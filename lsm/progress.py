@@ -52,6 +52,7 @@ def progress_bar(iterable=None, *, disable: bool = False,
     stream = kwargs.pop("file", None) or sys.stderr
     if disable or (hasattr(stream, "isatty") and stream.isatty()):
         return tqdm(iterable, disable=disable, file=stream, **kwargs)
-    kwargs.update(file=_Lines(stream), mininterval=plain_interval_s,
+    # a plain log keeps every line: the last one (100 %, or where it stopped) too
+    kwargs.update(file=_Lines(stream), leave=True, mininterval=plain_interval_s,
                   maxinterval=plain_interval_s, ascii=True, dynamic_ncols=False, ncols=100)
     return tqdm(iterable, **kwargs)

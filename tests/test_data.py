@@ -429,7 +429,7 @@ def test_every_part_of_the_key_changes_it_alone(key_twins, tmp_path):
 # ---------------------------------------------------------------- CLI end to end
 def test_cli_twin_info_encode(tmp_path, capsys):
     out = tmp_path / "nm"
-    assert main(["data", "make-twin", "--nmnist", str(out), "--train", "20", "--test",
+    assert main(["data", "make-twin", "--nmnist", str(out), "--n-train", "20", "--n-test",
                  "5", "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["data", "info", "--nmnist", str(out), "--json", "--no-progress", "--runs",

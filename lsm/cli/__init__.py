@@ -83,5 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     except _user_error_types() as exc:
         print(f"lsm: error: {_message(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:  # outputs are atomic and run directories removed: nothing half
+        print("lsm: interrupted", file=sys.stderr)
+        return 130
 
 

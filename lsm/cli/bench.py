@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from lsm.cli.common import dataset_options, emit, json_parent, progress_parent, runs_parent
+from lsm.cli.common import (
+    dataset_options,
+    emit,
+    json_parent,
+    positive_int,
+    progress_parent,
+    runs_parent,
+)
 
 __all__ = ["register"]
 
@@ -13,7 +20,7 @@ __all__ = ["register"]
 def _cmd_encode(args: argparse.Namespace) -> int:
     from lsm.bench import bench_encode, format_table
 
-    result = bench_encode(quick=args.quick, workloads=tuple(args.workload) or None)
+    result = bench_encode(quick=args.quick, workloads=tuple(args.workload or ()) or None)
     print(json.dumps(result) if args.json else format_table(result))
     return 0
 
@@ -35,15 +42,16 @@ def register(sub) -> None:
     be = bench_sub.add_parser("encode", help="reservoir throughput: numba vs torch vs snntorch",
                               parents=[json_parent()])
     be.add_argument("--quick", action="store_true", help="fewer samples and repeats")
-    be.add_argument("--workload", action="append", default=[], choices=["paper", "large"],
+    be.add_argument("--workload", action="append", default=None, choices=["paper", "large"],
                     help="run only this workload (repeatable)")
     be.set_defaults(func=_cmd_encode)
     tc = bench_sub.add_parser("train-cost", help="LSM pipeline vs a trainable spiking RNN "
                                                  "(BPTT): MACs and time to the same accuracy",
                               parents=[runs_parent(), json_parent(), progress_parent()])
     dataset_options(tc, both=True, required=False, what=" (default: the demo twin)")
-    tc.add_argument("--workdir", default="lsm-demo", help="where the demo twins live")
-    tc.add_argument("--max-epochs", type=int, default=40,
+    tc.add_argument("--workdir", default="lsm-demo", metavar="DIR",
+                    help="where the demo twins live")
+    tc.add_argument("--max-epochs", type=positive_int, default=40, metavar="N",
                     help="epochs of the spiking RNN at most")
     tc.add_argument("--max-seconds", type=float, default=None,
                     help="optional wall-clock cap on the spiking RNN's training; off by "

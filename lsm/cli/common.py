@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 
-__all__ = ["CLIError", "Parser", "HelpFormatter", "comma_list", "region", "json_parent",
-           "progress_parent", "seed_parent", "n_seeds_parent", "form_pulse_parent",
+__all__ = ["CLIError", "Parser", "HelpFormatter", "comma_list", "positive_int", "region",
+           "json_parent", "progress_parent", "seed_parent", "n_seeds_parent", "form_pulse_parent",
            "runs_parent", "cache_parent", "weights_parent", "dataset_options", "chosen_dataset",
            "print_result", "emit"]
 
@@ -72,6 +72,17 @@ def comma_list(kind: type, what: str = ""):
     return convert
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1 (a count: seeds, epochs, rows, vectors ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def region(text: str) -> tuple[int, int, int, int]:
     """An argparse ``type``: ``r0,r1,c0,c1``, rows r0:r1 and columns c0:c1, half-open."""
     try:
@@ -105,13 +116,13 @@ def progress_parent() -> argparse.ArgumentParser:
 
 def seed_parent(default: int | None = 0, what: str = "the random draw") -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--seed", type=int, default=default, help=f"seed of {what}")
+    p.add_argument("--seed", type=int, default=default, metavar="N", help=f"seed of {what}")
     return p
 
 
 def n_seeds_parent(default: int) -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--n-seeds", type=int, default=default,
+    p.add_argument("--n-seeds", type=positive_int, default=default, metavar="N",
                    help="repetitions, with seeds 0 .. N-1, each a fresh reservoir weight draw")
     return p
 
@@ -127,7 +138,7 @@ def form_pulse_parent() -> argparse.ArgumentParser:
 
 def runs_parent() -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--runs", default="runs",
+    p.add_argument("--runs", default="runs", metavar="DIR",
                    help="parent folder of run directories (each run: a new <job>-<time>/ with "
                         "config.toml, metrics.json and PNGs)")
     return p
@@ -135,8 +146,8 @@ def runs_parent() -> argparse.ArgumentParser:
 
 def cache_parent() -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--cache", help="feature cache folder (keyed by data, preprocessing, "
-                                   "config and weights)")
+    p.add_argument("--cache", metavar="DIR", help="feature cache folder (keyed by data, "
+                                                  "preprocessing, config and weights)")
     return p
 
 

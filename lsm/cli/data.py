@@ -9,6 +9,7 @@ from lsm.cli.common import (
     chosen_dataset,
     dataset_options,
     json_parent,
+    positive_int,
     print_result,
     progress_parent,
     runs_parent,
@@ -25,12 +26,12 @@ def _cmd_make_twin(args: argparse.Namespace) -> int:
     if dataset == "nmnist":
         from lsm.data.twin_nmnist import make_nmnist_twin
 
-        summary = make_nmnist_twin(path, n_train=args.train, n_test=args.test, seed=args.seed,
-                                   progress=progress)
+        summary = make_nmnist_twin(path, n_train=args.n_train, n_test=args.n_test,
+                                   seed=args.seed, progress=progress)
     else:
         from lsm.data.twin_ntidigits import make_ntidigits_twin
 
-        summary = make_ntidigits_twin(path, n_speakers=args.speakers, takes=args.takes,
+        summary = make_ntidigits_twin(path, n_speakers=args.n_speakers, takes=args.n_takes,
                                       seed=args.seed, progress=progress)
     print(json.dumps(summary))
     return 0
@@ -60,10 +61,14 @@ def register(sub) -> None:
     mt = data_sub.add_parser("make-twin", help="write an offline twin in the real format",
                              parents=[seed_parent(0, "the twin"), progress_parent()])
     dataset_options(mt, what=" to write")
-    mt.add_argument("--train", type=int, default=600, help="nmnist: training digits")
-    mt.add_argument("--test", type=int, default=200, help="nmnist: test digits")
-    mt.add_argument("--speakers", type=int, default=40, help="ntidigits: synthetic speakers")
-    mt.add_argument("--takes", type=int, default=1, help="ntidigits: repetitions per word")
+    mt.add_argument("--n-train", type=positive_int, default=600, metavar="N",
+                    help="nmnist: training digits")
+    mt.add_argument("--n-test", type=positive_int, default=200, metavar="N",
+                    help="nmnist: test digits")
+    mt.add_argument("--n-speakers", type=positive_int, default=40, metavar="N",
+                    help="ntidigits: synthetic speakers (a quarter of them for test)")
+    mt.add_argument("--n-takes", type=positive_int, default=1, metavar="N",
+                    help="ntidigits: repetitions of each word per speaker")
     mt.set_defaults(func=_cmd_make_twin)
     di = data_sub.add_parser("info", help="per-class counts, events per sample, durations, and a "
                                           "PNG of a few samples, in a run directory",

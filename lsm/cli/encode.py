@@ -13,6 +13,7 @@ from lsm.cli.common import (
     json_parent,
     print_result,
     progress_parent,
+    weights_parent,
 )
 from lsm.data.datasets import SPLITS
 from lsm.reservoir import FEATURES
@@ -55,13 +56,13 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if dataset:
         r = encode_dataset_file(dataset, path, args.split, args.out, load_config(args, dataset),
                                 args.features, args.backend, args.cache, args.on_bad_sample,
-                                args.download, progress)
+                                args.download, progress, args.weights)
         text = (f"wrote {r['out']}: features {tuple(r['shape'])} from {r['samples']} samples of "
                 f"{dataset} {args.split}" + (" (cache hit)" if r["cache_hit"] else "")
                 + (f"; skipped {len(r['skipped'])} bad samples" if r["skipped"] else ""))
     elif args.input:
         r = encode_file(args.input, args.out, load_config(args), args.features, args.backend,
-                        progress)
+                        progress, args.weights)
         text = (f"wrote {r['out']}: features {tuple(r['shape'])} {r['dtype']} ({r['samples']} "
                 f"samples, {r['events']} events, weights {r['weights']})")
     else:
@@ -83,7 +84,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     enc = sub.add_parser(
         "encode", help="encode events (an .npz, or a dataset split) into reservoir features",
-        parents=[config_parent(), cache_parent(), json_parent(), progress_parent()])
+        parents=[config_parent(), weights_parent(), cache_parent(), json_parent(),
+                 progress_parent()])
     enc.add_argument("input", nargs="?", help=".npz with 'raster' or 'offsets','bins','channels'"
                                               " (and optional 'labels')")
     dataset_options(enc, required=False, what=": encode a split of it instead of an .npz")
@@ -93,7 +95,8 @@ def register(sub) -> None:
                      help="fetch the real dataset to the given path when it is not there")
     enc.add_argument("--on-bad-sample", choices=["error", "skip"], default="error",
                      help="a broken sample stops the run, or is left out and listed")
-    enc.add_argument("--out", required=True, help="output .npz (written atomically)")
+    enc.add_argument("--out", required=True, metavar="FILE",
+                     help="output .npz (written atomically)")
     enc.add_argument("--features", choices=FEATURES, default="rates",
                      help="spike rates or counts per neuron, or the spikes per time bin")
     enc.add_argument("--backend", choices=["numba", "torch"], default="numba",

@@ -12,6 +12,7 @@ from lsm.cli.common import (
     emit,
     json_parent,
     n_seeds_parent,
+    positive_int,
     progress_parent,
     runs_parent,
     weights_parent,
@@ -37,7 +38,8 @@ def zeroshot_protocol_config(args: argparse.Namespace):
     from lsm.contrastive import ZeroShotConfig
 
     seen = args.seen or tuple(c for c in range(1, 10) if c not in args.unseen)
-    return ZeroShotConfig(seen=seen, unseen=args.unseen, loss=args.loss, epochs=args.epochs,
+    return ZeroShotConfig(seen=seen, unseen=args.unseen, loss=args.loss.replace("-", "_"),
+                          epochs=args.epochs,
                           embed_dims=args.embed_dims, temperatures=args.temperatures,
                           learnable_temperature=args.learnable_temperature,
                           selection=args.selection.replace("-", "_"),
@@ -80,16 +82,17 @@ def register(sub) -> None:
     zs = sub.add_parser("zeroshot", help="contrastive heads; zero-shot cross-modal retrieval",
                         parents=[n_seeds_parent(3), *common])
     dataset_options(zs, both=True)
-    zs.add_argument("--unseen", type=comma_list(int, "class"), default="8,9",
+    zs.add_argument("--unseen", type=comma_list(int, "class"), default="8,9", metavar="LIST",
                     help="classes held out of training, e.g. 8,9")
-    zs.add_argument("--seen", type=comma_list(int, "class"), default=None,
+    zs.add_argument("--seen", type=comma_list(int, "class"), default=None, metavar="LIST",
                     help="training classes (default: 1-9 minus --unseen)")
-    zs.add_argument("--loss", choices=["clip", "soft_clip", "cwcl", "supcon"], default="clip",
+    zs.add_argument("--loss", choices=["clip", "soft-clip", "cwcl", "supcon"], default="clip",
                     help="contrastive loss")
-    zs.add_argument("--epochs", type=int, default=100, help="epochs per training")
-    zs.add_argument("--embed-dims", type=comma_list(int), default="64",
+    zs.add_argument("--epochs", type=positive_int, default=100, metavar="N",
+                    help="epochs per training")
+    zs.add_argument("--embed-dims", type=comma_list(int), default="64", metavar="LIST",
                     help="embedding sizes to try, chosen on validation")
-    zs.add_argument("--temperatures", type=comma_list(float), default="1.0",
+    zs.add_argument("--temperatures", type=comma_list(float), default="1.0", metavar="LIST",
                     help="temperatures to try, chosen on validation")
     zs.add_argument("--learnable-temperature", action="store_true",
                     help="train the temperature with the heads")
@@ -97,12 +100,12 @@ def register(sub) -> None:
                     default="held-out-classes",
                     help="validation by held-out seen classes (zero-shot score) or by held-out "
                          "samples of every seen class")
-    zs.add_argument("--class-folds", type=int, default=3,
+    zs.add_argument("--class-folds", type=positive_int, default=3, metavar="N",
                     help="folds of seen classes for --selection held-out-classes")
     zs.set_defaults(func=_cmd_zeroshot)
 
     dm = sub.add_parser("demo", help="offline twins -> supervised and zero-shot results",
                         parents=[n_seeds_parent(3), json_parent(), progress_parent()])
-    dm.add_argument("--workdir", default="lsm-demo",
+    dm.add_argument("--workdir", default="lsm-demo", metavar="DIR",
                     help="working folder: twins/, the feature cache features/ and runs/")
     dm.set_defaults(func=_cmd_demo)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from lsm.cli.common import CLIError, form_pulse_parent, progress_parent, region
+from lsm.cli.common import CLIError, form_pulse_parent, positive_int, progress_parent, region
 
 __all__ = ["register", "add_emulator_parser", "DEFAULT_REGION", "REGION_HELP"]
 
@@ -224,13 +224,14 @@ def _instrument_parent() -> argparse.ArgumentParser:
 
 
 def _region_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--region", type=region, default=region(DEFAULT_REGION), help=REGION_HELP)
+    p.add_argument("--region", type=region, default=DEFAULT_REGION, metavar="R0,R1,C0,C1",
+                   help=REGION_HELP)
 
 
 def add_emulator_parser(sub, name: str, help_text: str) -> None:
     em = sub.add_parser(name, help=help_text)
     em.add_argument("--host", default="127.0.0.1",
-                    help="address to listen on (default 127.0.0.1: this machine only)")
+                    help="address to listen on (127.0.0.1: this machine only)")
     em.add_argument("--port", type=int, default=5025, help="TCP port")
     em.add_argument("--idle-timeout-s", type=float, default=60.0,
                     help="close a connection with no complete command for this long, s")
@@ -261,19 +262,22 @@ def register(sub) -> None:
     pr.add_argument("--job", help="job id (default: from the instrument, region and pulse)")
     pr.set_defaults(func=_cmd_program_random)
     rm = hw_sub.add_parser("read-map", help="read a conductance map: the map file, and PNGs "
-                                            "beside it (<out>.png, <out>.hist.png)",
+                                            "beside it (map.h5: map.png, map.hist.png)",
                            parents=[inst])
     _region_option(rm)
-    rm.add_argument("--repeats", type=int, default=1, help="reads averaged per cell")
+    rm.add_argument("--repeats", type=positive_int, default=1, metavar="N",
+                    help="reads averaged per cell")
     rm.add_argument("--v-read", type=float, default=0.2, help="read voltage, V")
-    rm.add_argument("--out", default="read_map.npz", help="map file (.npz, .h5 or .hdf5)")
+    rm.add_argument("--out", default="read_map.npz", metavar="FILE",
+                    help="map file (.npz, .h5 or .hdf5)")
     rm.set_defaults(func=_cmd_read_map)
     vm = hw_sub.add_parser("vmm", help="multiply binary inputs in the array: ADC codes",
                            parents=[inst])
     vm.add_argument("inputs", help=".npz holding 'inputs': 0/1 spikes, (n_vectors, region rows)")
     _region_option(vm)
     vm.add_argument("--v-read", type=float, default=0.2, help="read voltage of the inputs, V")
-    vm.add_argument("--out", default="vmm_codes.npz", help=".npz receiving 'codes'")
+    vm.add_argument("--out", default="vmm_codes.npz", metavar="FILE",
+                    help=".npz receiving 'codes'")
     vm.set_defaults(func=_cmd_vmm)
     jn = hw_sub.add_parser("journal", help="print journal records (JSON lines), then a job's "
                                            "row counts")

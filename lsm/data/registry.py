@@ -70,8 +70,14 @@ class DatasetSpec:
 
 
 def _download_ntidigits(path: str | os.PathLike) -> Path:
+    """Download into the folder of ``path`` (a file path) or into ``path`` (a folder); a file
+    path names the result: the downloaded file is renamed to it."""
     p = Path(path)
-    return download_ntidigits(p.parent if p.suffix else p)
+    got = download_ntidigits(p.parent if p.suffix else p)
+    if p.suffix and got != p:
+        got.replace(p)
+        return p
+    return got
 
 
 DATASETS: dict[str, DatasetSpec] = {

@@ -216,14 +216,17 @@ def make_nmnist_twin(out: str | os.PathLike, n_train: int | None = 600,
     from lsm.progress import progress_bar
 
     check_output_dir(out, "twin folder")
+    if Path(out).is_dir() and any(Path(out).iterdir()):
+        raise FileExistsError(f"{out} is not empty: a twin written over another would mix their "
+                              "samples; remove it or choose a new folder")
     digits = load_digits()
     order = np.random.default_rng(seed).permutation(len(digits.images))
     total = len(order)
     n_train = total * 5 // 6 if n_train is None else int(n_train)
     n_test = total - n_train if n_test is None else int(n_test)
-    if n_train < 0 or n_test < 0 or n_train + n_test > total:
-        raise ValueError(f"n_train + n_test must be <= {total} (the UCI digits), got "
-                         f"{n_train} + {n_test}")
+    if n_train < 1 or n_test < 1 or n_train + n_test > total:
+        raise ValueError(f"n_train and n_test must be >= 1 and n_train + n_test <= {total} (the "
+                         f"UCI digits), got {n_train} and {n_test}")
     out = Path(out)
     seeds = np.random.SeedSequence(seed).spawn(n_train + n_test)
     counts = []

@@ -83,15 +83,16 @@ def _preset_hint(data: dict, cfg: LSMConfig) -> str:
 
 
 def encode_file(input_path, out, cfg: LSMConfig, features: str = "rates",
-                backend: str = "numba", progress: bool = True) -> dict:
+                backend: str = "numba", progress: bool = True, weights: str = "gaussian") -> dict:
     """Encode the events of an ``.npz`` (:func:`read_event_file`) into ``out``: ``features``,
     ``config_toml``, ``provenance_json`` and, when the input had them, ``labels``."""
+    from lsm.experiments.common import make_weights
     from lsm.io import atomic_savez, check_output_file
     from lsm.reservoir import LSM
 
     check_output_file(out, "--out")
     events, labels = read_event_file(input_path, cfg)
-    lsm = LSM(cfg, backend=backend)
+    lsm = LSM(cfg, backend=backend, weights=make_weights(weights))
     feats = lsm.encode(events, features=features, progress=progress)
     arrays = {"features": feats, "config_toml": np.array(cfg.to_toml()),
               "provenance_json": np.array(json.dumps(lsm.provenance))}
@@ -106,10 +107,11 @@ def encode_file(input_path, out, cfg: LSMConfig, features: str = "rates",
 def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
                         features: str = "rates", backend: str = "numba", cache=None,
                         on_bad_sample: str = "error", download: bool = False,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, weights: str = "gaussian") -> dict:
     """Encode a dataset split (:func:`lsm.data.encode_split`) into ``out``: ``features``,
     ``labels``, ``sample_ids``, the config, the weights' provenance and the preprocessing.
-    With ``download``, a missing dataset is fetched first (checksummed)."""
+    With ``download``, a missing dataset is fetched first (checksummed). ``weights``: a name of
+    :data:`lsm.experiments.common.WEIGHT_SOURCES`."""
     from lsm.data.registry import dataset_spec, encode_split
     from lsm.io import atomic_savez, check_output_file
     from lsm.reservoir import LSM
@@ -117,9 +119,11 @@ def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
     # every path is checked before the work: a bad out is not found after the encoding
     check_output_file(out, "--out")
     spec = dataset_spec(dataset)
+    from lsm.experiments.common import make_weights
+
     if download and not _present(spec, Path(path), split):
         path = spec.download(path)
-    lsm = LSM(cfg, backend=backend)
+    lsm = LSM(cfg, backend=backend, weights=make_weights(weights))
     enc = encode_split(dataset, path, split, lsm, features=features, cache=cache,
                        on_bad_sample=on_bad_sample, progress=progress)
     atomic_savez(out, features=enc.features, labels=enc.labels,
