@@ -792,6 +792,16 @@ OTHER_COMMANDS = {
                          "argument --n-train: expected an integer >= 1, got 0"),
     "twin_over_a_twin": (lambda t: ["data", "make-twin", "--nmnist", _twin_pair(t)[0]],
                          "is not empty: a twin written over another would mix"),
+    "twin_over_a_tidigits_file": (lambda t: ["data", "make-twin", "--ntidigits",
+                                             _twin_pair(t)[1]], "td.hdf5 exists: a twin never"),
+    "info_empty_path": (lambda t: ["data", "info", "--nmnist", ""],
+                        "argument --nmnist: expected a path, got an empty string"),
+    "train_empty_runs": (lambda t: ["train", "--nmnist", t, "--runs", ""],
+                         "argument --runs: expected a path"),
+    "zeroshot_unseen_twice": (lambda t: ["zeroshot", "--nmnist", t, "--ntidigits", t,
+                                         "--unseen", "8,8"], "a class is listed twice"),
+    "zeroshot_unseen_not_a_digit": (lambda t: ["zeroshot", "--nmnist", t, "--ntidigits", t,
+                                               "--unseen", "10"], "classes are digits 0-9"),
     "zeroshot_epochs_0": (lambda t: ["zeroshot", "--nmnist", t, "--ntidigits", t, "--epochs",
                                      "0"], "argument --epochs: expected an integer >= 1"),
     "crossbar_vmm_out_dir": (lambda t: ["crossbar", "vmm-error", "--out", _dir(t, "e.png")],
@@ -866,3 +876,32 @@ def test_a_genuine_bug_keeps_its_traceback(monkeypatch, tmp_path, tiny_toml):
     monkeypatch.setattr(lsm.cli.encode, "load_config", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["config"])
+
+
+def test_encode_refuses_to_overwrite_its_input(tmp_path, capsys, tiny_toml):
+    src = tmp_path / "x.npz"
+    np.savez(src, raster=np.zeros((2, TINY.n_bins, TINY.n_inputs), np.uint8))
+    before = src.read_bytes()
+    rc, _, err = cli(capsys, "encode", src, "--out", src, "--config", tiny_toml)
+    assert_user_error(rc, err, "is the input file")
+    assert src.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_sigterm_unwinds_like_ctrl_c(tmp_path):
+    """SIGTERM mid-job (inside numba code, here) exits 143 with one line and leaves nothing:
+    the twin is written in a hidden folder that is removed, never half a dataset."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "lsm.cli", "data", "make-twin", "--nmnist",
+                             str(tmp_path / "nm"), "--n-train", "1200", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".nm.partial-*/Train")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the twin is being written
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "lsm: terminated" and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -24,7 +24,7 @@ import sys
 from lsm.cli import bench, crossbar, data, encode, experiments, hw
 from lsm.cli.common import CLIError, Parser
 
-__all__ = ["main", "build_parser", "CLIError", "EXAMPLES", "GROUPS"]
+__all__ = ["main", "build_parser", "CLIError", "Terminated", "EXAMPLES", "GROUPS"]
 
 EXAMPLES = """examples:
   lsm demo                                      offline twins -> supervised and zero-shot results
@@ -69,6 +69,33 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds like Ctrl-C: temporary files
+    and unfinished run directories are removed on the way out."""
+
+
+def _terminate_like_interrupt() -> None:
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _interrupt_of(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or :class:`Terminated`) that ``exc`` is or was caused by."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``lsm`` with ``argv``; bad input prints ``lsm: error: ...`` and returns 2 (with
     ``--debug``, its traceback instead). A genuine bug keeps its traceback."""
@@ -76,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0), or argparse refused an option (2; it printed why)
         return exc.code if isinstance(exc.code, int) else 2
+    _terminate_like_interrupt()
     if args.debug:
         return args.func(args)
     try:
@@ -83,8 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     except _user_error_types() as exc:
         print(f"lsm: error: {_message(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
-    except KeyboardInterrupt:  # outputs are atomic and run directories removed: nothing half
-        print("lsm: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, SystemError) as exc:
+        # outputs are atomic and run directories removed on the way out: nothing is half written.
+        # A signal that lands inside compiled (numba) code comes back as a SystemError whose
+        # cause is the interrupt.
+        interrupt = _interrupt_of(exc)
+        if interrupt is None:
+            raise
+        terminated = isinstance(interrupt, Terminated)
+        print(f"lsm: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
 
 

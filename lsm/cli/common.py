@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 
-__all__ = ["CLIError", "Parser", "HelpFormatter", "comma_list", "positive_int", "region",
-           "json_parent", "progress_parent", "seed_parent", "n_seeds_parent", "form_pulse_parent",
+__all__ = ["CLIError", "Parser", "HelpFormatter", "comma_list", "path_arg", "digit_list",
+           "positive_int", "region", "json_parent", "progress_parent", "seed_parent",
+           "n_seeds_parent", "form_pulse_parent",
            "runs_parent", "cache_parent", "weights_parent", "dataset_options", "chosen_dataset",
            "print_result", "emit"]
 
@@ -70,6 +71,25 @@ def comma_list(kind: type, what: str = ""):
 
     convert.__name__ = f"{kind.__name__} list"
     return convert
+
+
+def path_arg(text: str) -> str:
+    """An argparse ``type`` for a path: never empty (an empty string would silently mean the
+    current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
+def digit_list(text: str) -> tuple:
+    """An argparse ``type``: comma-separated digit classes 0-9, no duplicates."""
+    values = comma_list(int, "class")(text)
+    bad = [v for v in values if not 0 <= v <= 9]
+    if bad:
+        raise argparse.ArgumentTypeError(f"classes are digits 0-9, got {bad}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"a class is listed twice in {text!r}")
+    return values
 
 
 def positive_int(text: str) -> int:
@@ -138,7 +158,7 @@ def form_pulse_parent() -> argparse.ArgumentParser:
 
 def runs_parent() -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--runs", default="runs", metavar="DIR",
+    p.add_argument("--runs", default="runs", metavar="DIR", type=path_arg,
                    help="parent folder of run directories (each run: a new <job>-<time>/ with "
                         "config.toml, metrics.json and PNGs)")
     return p
@@ -146,8 +166,8 @@ def runs_parent() -> argparse.ArgumentParser:
 
 def cache_parent() -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--cache", metavar="DIR", help="feature cache folder (keyed by data, "
-                                                  "preprocessing, config and weights)")
+    p.add_argument("--cache", metavar="DIR", type=path_arg,
+                   help="feature cache folder (keyed by data, preprocessing, config and weights)")
     return p
 
 
@@ -170,6 +190,7 @@ def dataset_options(parser: argparse.ArgumentParser, both: bool = False,
     for spec in DATASETS.values():
         metavar = "DIR" if spec.path_kind == "folder" else "FILE"
         group.add_argument(f"--{spec.name}", metavar=metavar, required=both and required,
+                           type=path_arg,
                            help=f"{spec.path_help()}{what}")
 
 
@@ -178,7 +199,7 @@ def chosen_dataset(args: argparse.Namespace) -> tuple[str | None, str | None]:
     from lsm.data.registry import DATASET_NAMES
 
     for name in DATASET_NAMES:
-        if getattr(args, name, None):
+        if getattr(args, name, None) is not None:
             return name, getattr(args, name)
     return None, None
 

@@ -9,9 +9,11 @@ from lsm.cli.common import (
     chosen_dataset,
     comma_list,
     dataset_options,
+    digit_list,
     emit,
     json_parent,
     n_seeds_parent,
+    path_arg,
     positive_int,
     progress_parent,
     runs_parent,
@@ -82,9 +84,9 @@ def register(sub) -> None:
     zs = sub.add_parser("zeroshot", help="contrastive heads; zero-shot cross-modal retrieval",
                         parents=[n_seeds_parent(3), *common])
     dataset_options(zs, both=True)
-    zs.add_argument("--unseen", type=comma_list(int, "class"), default="8,9", metavar="LIST",
+    zs.add_argument("--unseen", type=digit_list, default="8,9", metavar="LIST",
                     help="classes held out of training, e.g. 8,9")
-    zs.add_argument("--seen", type=comma_list(int, "class"), default=None, metavar="LIST",
+    zs.add_argument("--seen", type=digit_list, default=None, metavar="LIST",
                     help="training classes (default: 1-9 minus --unseen)")
     zs.add_argument("--loss", choices=["clip", "soft-clip", "cwcl", "supcon"], default="clip",
                     help="contrastive loss")
@@ -106,6 +108,6 @@ def register(sub) -> None:
 
     dm = sub.add_parser("demo", help="offline twins -> supervised and zero-shot results",
                         parents=[n_seeds_parent(3), json_parent(), progress_parent()])
-    dm.add_argument("--workdir", default="lsm-demo", metavar="DIR",
+    dm.add_argument("--workdir", default="lsm-demo", metavar="DIR", type=path_arg,
                     help="working folder: twins/, the feature cache features/ and runs/")
     dm.set_defaults(func=_cmd_demo)

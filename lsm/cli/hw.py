@@ -138,19 +138,22 @@ def _cmd_program_random(args: argparse.Namespace) -> int:
 
 def _cmd_read_map(args: argparse.Namespace) -> int:
     from hw import export_map
+    from lsm.io import check_output_file
     from lsm.plots import conductance_histogram, conductance_map
 
     limits = _limits(args)
     out = _out_path(args.out, (".npz", ".h5", ".hdf5"))
+    pngs = out.with_suffix(".png"), out.with_suffix(".hist.png")
+    for png in pngs:  # refused before any instrument time is spent
+        check_output_file(png, "--out (its PNG)")
     with _macro(args, limits) as m:
         g = m.read_map(args.region, repeats=args.repeats, v_read=args.v_read)
         settings = {"instrument": m.idn, "region": args.region, "repeats": args.repeats,
                     "v_read": args.v_read, "resource": m.resource_name}
     export_map(out, g, settings)
     r0, r1, c0, c1 = args.region
-    png = conductance_map(g, out.with_suffix(".png"),
-                          f"rows {r0}:{r1}, cols {c0}:{c1}, {args.repeats} read(s)")
-    hist = conductance_histogram(g, out.with_suffix(".hist.png"), title=f"read map {args.region}")
+    png = conductance_map(g, pngs[0], f"rows {r0}:{r1}, cols {c0}:{c1}, {args.repeats} read(s)")
+    hist = conductance_histogram(g, pngs[1], title=f"read map {args.region}")
     print(json.dumps({"out": str(out), "png": str(png), "hist_png": str(hist),
                       "mean_us": float(g.mean()), "std_us": float(g.std())}))
     return 0
@@ -162,6 +165,8 @@ def _cmd_vmm(args: argparse.Namespace) -> int:
     limits = _limits(args)
     out = _out_path(args.out, (".npz",))
     r0, r1, c0, c1 = args.region
+    if out.resolve() == Path(args.inputs).resolve():
+        raise CLIError(f"--out {out} is the inputs file: choose another name")
     inputs = _vmm_inputs(args.inputs, r1 - r0)
     with _macro(args, limits) as m:
         codes = m.vmm((r0, r1), (c0, c1), inputs, v_read=args.v_read)

@@ -129,6 +129,9 @@ def nmnist(root: str | os.PathLike, split: str = "train", on_bad_sample: str = "
         label = int(sub.name)
         if keep is not None and label not in keep:
             continue
+        if not os.access(sub, os.R_OK | os.X_OK):  # glob would silently find nothing in it
+            _bad_sample(on_bad_sample, skipped, str(sub), f"{sub}: class folder not readable")
+            continue
         for f in sorted(sub.glob("*.bin")):
             if not f.is_file():  # a dangling symbolic link, a folder named *.bin
                 what = "a dangling symbolic link" if f.is_symlink() and not f.exists() \

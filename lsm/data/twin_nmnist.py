@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,7 +214,6 @@ def make_nmnist_twin(out: str | os.PathLike, n_train: int | None = 600,
     from sklearn.datasets import load_digits
 
     from lsm.io import check_output_dir
-    from lsm.progress import progress_bar
 
     check_output_dir(out, "twin folder")
     if Path(out).is_dir() and any(Path(out).iterdir()):
@@ -228,6 +228,23 @@ def make_nmnist_twin(out: str | os.PathLike, n_train: int | None = 600,
         raise ValueError(f"n_train and n_test must be >= 1 and n_train + n_test <= {total} (the "
                          f"UCI digits), got {n_train} and {n_test}")
     out = Path(out)
+    final, out = out, out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        summary = _write_twin(out, final, digits, order, n_train, n_test, seed, params, progress)
+        if final.is_dir():  # an empty folder given as the target
+            final.rmdir()
+        out.rename(final)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # an interrupted twin is never left as a dataset
+        raise
+    return summary
+
+
+def _write_twin(out: Path, final: Path, digits, order, n_train: int, n_test: int, seed: int,
+                params: DVSParams, progress: bool) -> dict:
+    from lsm.progress import progress_bar
+
     seeds = np.random.SeedSequence(seed).spawn(n_train + n_test)
     counts = []
     jobs = [("Train", k) for k in range(n_train)] + [("Test", k) for k in range(n_test)]
@@ -240,7 +257,7 @@ def make_nmnist_twin(out: str | os.PathLike, n_train: int | None = 600,
         counts.append(len(ev))
     from lsm.runs import write_json
 
-    summary = {"root": str(out), "train": n_train, "test": n_test,
+    summary = {"root": str(final), "train": n_train, "test": n_test,
             "events_per_sample": {"min": int(min(counts)), "median": float(np.median(counts)),
                                   "max": int(max(counts))} if counts else {}}
     # marks the folder as an offline twin, so that reports can say which data they used

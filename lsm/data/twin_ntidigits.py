@@ -247,6 +247,9 @@ def make_ntidigits_twin(out: str | os.PathLike, n_speakers: int = 40, test_fract
     from lsm.validation import check_int
 
     check_output_file(out, "twin file")
+    if Path(out).exists():
+        raise FileExistsError(f"{out} exists: a twin never replaces a dataset file; remove it or "
+                              "choose a new name")
     check_int("make_ntidigits_twin", "takes", takes, 1)
     workers = workers or os.cpu_count() or 1
     if n_speakers < 2:

@@ -91,6 +91,8 @@ def encode_file(input_path, out, cfg: LSMConfig, features: str = "rates",
     from lsm.reservoir import LSM
 
     check_output_file(out, "--out")
+    if Path(out).resolve() == Path(input_path).resolve():
+        raise ValueError(f"--out {out} is the input file: choose another name")
     events, labels = read_event_file(input_path, cfg)
     lsm = LSM(cfg, backend=backend, weights=make_weights(weights))
     feats = lsm.encode(events, features=features, progress=progress)
