@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["InvalidTypeError", "MemoryBudgetError", "check_number", "check_int",
+__all__ = ["InvalidTypeError", "MemoryBudgetError", "check_number", "check_int", "check_choice",
            "check_memory", "array_bytes", "format_bytes", "check_labels"]
 
 
@@ -24,6 +24,12 @@ class InvalidTypeError(TypeError, ValueError):
 class MemoryBudgetError(ValueError):
     """A declared size (of a file's array, of weight matrices, of an output) over the memory
     budget, refused before anything is allocated."""
+
+
+def check_choice(name: str, value: Any, choices) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
 def check_number(owner: str, name: str, value: Any, low: float = -math.inf,

@@ -217,3 +217,12 @@ def test_help_shows_defaults_and_examples(capsys):
     assert main(["zeroshot", "--help"]) == 0
     out = capsys.readouterr().out
     assert "(default: 8,9)" in out and "(default: 3)" in out
+
+
+def test_an_option_of_an_earlier_version_names_its_replacement(capsys):
+    assert main(["train", "--nmnist", "a", "--seeds", "3"]) == 2
+    assert "--seeds is now --n-seeds" in capsys.readouterr().err
+    assert main(["demo", "--dir", "x"]) == 2
+    assert "--dir is now --workdir" in capsys.readouterr().err
+    assert main(["train", "--nmnist", "a", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus\n" in capsys.readouterr().err  # no hint invented

@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 
-__all__ = ["CLIError", "Parser", "HelpFormatter", "comma_list", "path_arg", "digit_list",
-           "positive_int", "region", "json_parent", "progress_parent", "seed_parent",
+__all__ = ["CLIError", "Parser", "RETIRED_OPTIONS", "HelpFormatter", "comma_list", "path_arg",
+           "digit_list", "positive_int", "region", "json_parent", "progress_parent", "seed_parent",
            "n_seeds_parent", "form_pulse_parent",
            "runs_parent", "cache_parent", "weights_parent", "dataset_options", "chosen_dataset",
            "print_result", "emit"]
@@ -45,14 +45,29 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+#: options of earlier versions -> what replaced them (named when one is used)
+RETIRED_OPTIONS = {"--seeds": "--n-seeds", "--dir": "--workdir", "--root": "--nmnist/--ntidigits",
+                   "--dataset": "--nmnist DIR or --ntidigits FILE", "--train": "--n-train",
+                   "--test": "--n-test", "--speakers": "--n-speakers", "--takes": "--n-takes"}
+
+
 class Parser(argparse.ArgumentParser):
-    """No prefix matching (``--seed`` must never run as ``--n-seeds``); help shows defaults.
-    Subcommand parsers are of the same class."""
+    """No prefix matching (``--seed`` must never run as ``--n-seeds``); help shows defaults;
+    an option of an earlier version is named with what replaced it. Subcommand parsers are of
+    the same class."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments:"):
+            hints = [f"{old} is now {new}" for old, new in RETIRED_OPTIONS.items()
+                     if old in message.split()]
+            if hints:
+                message += f" ({'; '.join(hints)})"
+        super().error(message)
 
 
 # ---------------------------------------------------------------------- typed converters

@@ -62,13 +62,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from lsm.experiments.demo import DemoConfig, format_demo, run_demo
 
     r = run_demo(DemoConfig(args.workdir, args.n_seeds), progress=not args.no_progress)
-    if args.json:
-        emit({"supervised": {k: {x: y for x, y in v.items() if x != "per_seed"}
-                             for k, v in r["supervised"].items()},
-              "zeroshot": {k: v for k, v in r["zeroshot"].items() if k != "per_seed"}},
-             True, "")
-    else:
-        print(format_demo(r))
+    def summary(result: dict) -> dict:
+        return {k: v for k, v in result.items() if k != "per_seed"}
+
+    r_json = {"supervised": {k: summary(v) for k, v in r["supervised"].items()},
+              "zeroshot": summary(r["zeroshot"])}
+    emit(r_json, args.json, format_demo(r))
     return 0
 
 

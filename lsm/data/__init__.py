@@ -18,7 +18,6 @@ from lsm.data.registry import (
     DATASETS,
     DatasetSpec,
     dataset_spec,
-    detect_dataset,
     encode_split,
     load_split,
     open_split,
@@ -38,6 +37,6 @@ __all__ = [
     "write_nmnist_bin", "SelectPolarity", "ToEventStream", "Preprocessing",
     "nmnist_preprocessing", "ntidigits_preprocessing", "load_streams", "encode_dataset",
     "StreamSet", "EncodedSet", "FeatureCache", "cache_key", "DatasetSpec", "DATASETS",
-    "DATASET_NAMES", "dataset_spec", "detect_dataset", "open_split", "encode_split",
+    "DATASET_NAMES", "dataset_spec", "open_split", "encode_split",
     "load_split", "sample_groups",
 ]

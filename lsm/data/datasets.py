@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lsm.data.formats import BadSampleError, read_nmnist_bin, read_ntidigits_sample
+from lsm.validation import check_choice
 
 __all__ = ["SPLITS", "NMNISTFolder", "NTIDIGITSFile", "nmnist", "ntidigits", "download_nmnist",
            "download_ntidigits", "DownloadError", "TIDIGITS_CLASS_MAP", "ON_BAD_SAMPLE",
@@ -44,11 +45,6 @@ def _bad_sample(on_bad_sample: str, skipped: list, item: str, msg: str) -> None:
     if on_bad_sample == "error":
         raise BadSampleError(msg)
     skipped.append((item, msg))
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 @dataclass
@@ -105,8 +101,8 @@ def nmnist(root: str | os.PathLike, split: str = "train", on_bad_sample: str = "
     digits : iterable of int, optional
         Keep only these classes.
     """
-    _check_choice("split", split, tuple(SPLIT_FOLDERS))
-    _check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
+    check_choice("split", split, SPLITS)
+    check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
     root = Path(root)
     if root.is_file():
         raise NotADirectoryError(f"{root} is a file; N-MNIST is a folder holding Train/ and "
@@ -211,9 +207,9 @@ def ntidigits(path: str | os.PathLike, split: str = "train", single_digits: bool
     """
     import h5py
 
-    _check_choice("split", split, SPLITS)
-    _check_choice("labels", labels, ("digit", "class"))
-    _check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
+    check_choice("split", split, SPLITS)
+    check_choice("labels", labels, ("digit", "class"))
+    check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; N-TIDIGITS is one .hdf5 file")

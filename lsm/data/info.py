@@ -9,16 +9,7 @@ import numpy as np
 
 from lsm.data.formats import BadSampleError
 
-__all__ = ["open_dataset", "dataset_info", "plot_samples"]
-
-
-def open_dataset(path: str | os.PathLike, split: str = "train", on_bad_sample: str = "error",
-                 dataset: str | None = None):
-    """Open a split of ``dataset`` (a registry name), or, when None, of the dataset the path's
-    kind implies (a folder is N-MNIST, a file N-TIDIGITS: :func:`lsm.data.detect_dataset`)."""
-    from lsm.data.registry import detect_dataset, open_split
-
-    return open_split(dataset or detect_dataset(path), path, split, on_bad_sample)
+__all__ = ["dataset_info", "plot_samples"]
 
 
 def dataset_info(ds, progress: bool = True) -> dict:

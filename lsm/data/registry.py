@@ -23,7 +23,7 @@ from lsm.data.pipeline import EncodedSet, StreamSet, encode_dataset, load_stream
 from lsm.data.transforms import Preprocessing, nmnist_preprocessing, ntidigits_preprocessing
 
 __all__ = ["DatasetSpec", "DATASETS", "DATASET_NAMES", "dataset_spec", "open_split",
-           "encode_split", "load_split", "sample_groups", "detect_dataset"]
+           "encode_split", "load_split", "sample_groups"]
 
 
 @dataclass(frozen=True)
@@ -105,21 +105,6 @@ def dataset_spec(name: str) -> DatasetSpec:
     except (KeyError, TypeError):
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}") \
             from None
-
-
-def detect_dataset(path: str | os.PathLike) -> str:
-    """The dataset a path holds by its kind: a folder is N-MNIST, a file N-TIDIGITS.
-
-    Raises
-    ------
-    FileNotFoundError
-        Nothing at ``path``.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such N-MNIST folder or N-TIDIGITS file")
-    kind = "folder" if p.is_dir() else "file"
-    return next(s.name for s in DATASETS.values() if s.path_kind == kind)
 
 
 def open_split(name: str, path: str | os.PathLike, split: str = "train",

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from lsm.io import atomic_write_text
 from lsm.runs import write_json
-from lsm.validation import check_int
+from lsm.validation import check_choice, check_int
 
-__all__ = ["WEIGHT_SOURCES", "make_weights", "check_choice", "check_seeds", "to_toml_dict",
+__all__ = ["WEIGHT_SOURCES", "make_weights", "check_seeds", "to_toml_dict",
            "package_versions", "write_run_files", "RECORDED_PACKAGES"]
 
 #: weight sources a job can name: "gaussian" (the LSM's default draw) or "crossbar" (a fresh
@@ -33,11 +33,6 @@ def make_weights(name: str):
 
         return CrossbarWeights()
     return None
-
-
-def check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
 def check_seeds(owner: str, n_seeds: int) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lsm.data.datasets import SPLITS
 from lsm.data.registry import DATASET_NAMES
-from lsm.experiments.common import check_choice
+from lsm.validation import check_choice
 
 __all__ = ["DatasetInfoConfig", "run_dataset_info"]
 

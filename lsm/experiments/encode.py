@@ -140,6 +140,8 @@ def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
 
 
 def _present(spec, path: Path, split: str) -> bool:
+    from lsm.data.datasets import SPLIT_FOLDERS
+
     if spec.path_kind == "folder":
-        return (path / ("Train" if split == "train" else "Test")).is_dir()
+        return (path / SPLIT_FOLDERS[split]).is_dir()
     return path.exists()

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsm.data.registry import DATASET_NAMES
-from lsm.experiments.common import WEIGHT_SOURCES, check_choice, check_seeds
+from lsm.experiments.common import WEIGHT_SOURCES, check_seeds
 from lsm.readout import ReadoutConfig
+from lsm.validation import check_choice
 
 __all__ = ["PAPER_SUPERVISED", "SupervisedConfig", "run_supervised", "format_supervised"]
 

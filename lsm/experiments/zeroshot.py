@@ -13,7 +13,8 @@ import numpy as np
 from lsm.contrastive.metrics import versus_chance
 from lsm.contrastive.zeroshot import ModalityData, ZeroShotConfig, zeroshot_protocol
 from lsm.data.datasets import SPLITS
-from lsm.experiments.common import WEIGHT_SOURCES, check_choice, check_seeds
+from lsm.experiments.common import WEIGHT_SOURCES, check_seeds
+from lsm.validation import check_choice
 
 __all__ = ["ZeroShotRunConfig", "encode_modalities", "run_zeroshot", "format_zeroshot",
            "SUMMARY_METRICS", "CHANCE"]
