@@ -234,6 +234,9 @@ class EmulatedMacro:
         Serial number in ``*IDN?``.
     log_lines : int
         How many received lines :attr:`log` keeps (each truncated).
+    adc : ADC, optional
+        The readout chain (TIA + ADC) of ``READ:BLOCK? ...,CODE`` and ``VMM?``; default the
+        macro's 14-bit one.
 
     Attributes
     ----------
@@ -255,11 +258,13 @@ class EmulatedMacro:
 
     def __init__(self, rows: int = 512, cols: int = 512, device: DeviceParams | None = None,
                  seed: int = 0, wall_clock: bool = False, serial: str = "EMU-0",
-                 log_lines: int = DEFAULT_LOG_LINES) -> None:
+                 log_lines: int = DEFAULT_LOG_LINES, adc: ADC | None = None) -> None:
         t0 = time.monotonic()
         self.array = CrossbarArray(rows, cols, device, seed=seed,
                                    clock=(lambda: time.monotonic() - t0) if wall_clock else None)
-        self.adc = ADC()
+        if adc is not None and not isinstance(adc, ADC):
+            raise TypeError(f"adc must be an lsm.crossbar.ADC, got {type(adc).__name__}")
+        self.adc = adc if adc is not None else ADC()
         self.errors = ErrorQueue()
         self.pulse_counts = np.zeros((rows, cols), dtype=np.uint32)
         self.pulse_commands = 0
@@ -834,13 +839,15 @@ def serve(port: int = 5025, seed: int = 0, faults: FaultConfig | None = None,
           wall_clock: bool = False, host: str = DEFAULT_HOST,
           idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
           max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+          max_connections: int = DEFAULT_MAX_CONNECTIONS,
+          device: DeviceParams | None = None, adc: ADC | None = None) -> None:
     """Run the emulator in the foreground until interrupted.
 
-    Parameters are those of :class:`EmulatorServer` (and ``wall_clock`` of
-    :class:`EmulatedMacro`).
+    Parameters are those of :class:`EmulatorServer` (and ``wall_clock``, ``device`` and ``adc``
+    of :class:`EmulatedMacro`).
     """
-    server = EmulatorServer(port, EmulatedMacro(seed=seed, wall_clock=wall_clock), faults, seed,
+    macro = EmulatedMacro(seed=seed, wall_clock=wall_clock, device=device, adc=adc)
+    server = EmulatorServer(port, macro, faults, seed,
                             host=host, idle_timeout_s=idle_timeout_s,
                             max_line_bytes=max_line_bytes, max_connections=max_connections)
     print(f"IMC40 emulator (protocol {PROTOCOL_VERSION}, seed {seed}) on {server.resource}",

@@ -7,7 +7,8 @@ cache, so two sources that could give different weights must describe themselves
 
 Sources here: :class:`GaussianWeights` (the paper's software baseline), :class:`ArrayWeights`
 (explicit arrays), :class:`CrossbarWeights` (a simulated RRAM crossbar) and
-:class:`MeasuredWeights` (a conductance map measured on a chip); ``hw.weights.MacroWeights`` (the
+:class:`MeasuredWeights` (a conductance map measured on a chip), :class:`TwinWeights` (the
+digital twin of a calibrated chip: its map, or a fresh draw of its fitted statistics); ``hw.weights.MacroWeights`` (the
 chip itself) implements the same protocol. A source may also return an in-loop encoder
 (:class:`lsm.inloop.InLoopEncoder`) that computes every multiply on its array.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "ArrayWeights",
     "CrossbarWeights",
     "MeasuredWeights",
+    "TwinWeights",
     "DIFFERENTIAL_SIGMA_US",
     "as_weight_source",
     "check_weights",
@@ -386,3 +388,79 @@ class MeasuredWeights:
         return WeightSet(w_in, w_rec, {"source": "measured", "path": str(self.path),
                                        "offset": list(self.offset), "g_unit_us": self.g_unit_us,
                                        "sha256": ws.fingerprint(), "map_settings": settings})
+
+
+# ---------------------------------------------------------------------- a calibrated chip's twin
+@dataclass(frozen=True)
+class TwinWeights:
+    """Weights from the digital twin of a calibrated macro (``lsm calibrate run`` writes the
+    calibration file, :mod:`lsm.crossbar.calfile`).
+
+    ``mode="map"``: the chip's own measured map (the block at ``offset`` of the calibrated
+    region), optionally with fresh calibrated read noise (``read_noise=True``: each build is one
+    more read of the same chip). ``mode="draw"``: a chip *like* this one, a fresh draw of the
+    fitted statistics (forming family, stuck rates and levels, drift to ``read_time_s``, read
+    noise): :func:`lsm.crossbar.twin.draw_block`, seeded by ``seed`` (default the config's).
+    Either way ``w = const (G+ - G-) / g_unit_us`` as for the other sources, and the provenance
+    holds the calibration file's SHA-256, so the feature cache keys on the file's content.
+
+    Parameters
+    ----------
+    calibration : str or Path
+        The calibration file (.h5).
+    mode : {"map", "draw"}
+    read_noise : bool
+        ``map`` mode: add fresh read noise to the measured map.
+    read_time_s : float or None
+        ``draw`` mode: time between forming and reading, s (default: as calibrated).
+    offset : (row, col)
+        ``map`` mode: top-left cell of the LSM's block inside the calibrated region.
+    seed : int or None
+        Seed of the draw or of the read noise; None uses ``config.seed``.
+    g_unit_us : float
+        Conductance that maps to weight ``const``, uS.
+    """
+
+    calibration: Any
+    mode: str = "map"
+    read_noise: bool = False
+    read_time_s: float | None = None
+    offset: tuple = (0, 0)
+    seed: int | None = None
+    g_unit_us: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("map", "draw"):
+            raise ValueError(f"TwinWeights.mode must be 'map' or 'draw', got {self.mode!r}")
+        if not (math.isfinite(self.g_unit_us) and self.g_unit_us > 0):
+            raise ValueError(f"TwinWeights.g_unit_us must be finite and > 0, got "
+                             f"{self.g_unit_us}")
+
+    def load(self):
+        """The calibration (read and checked: :func:`lsm.crossbar.calfile.read_calibration`)."""
+        from lsm.crossbar.calfile import read_calibration
+
+        return read_calibration(self.calibration)
+
+    def build(self, config: LSMConfig) -> WeightSet:
+        from lsm.crossbar import DifferentialMapping
+        from lsm.crossbar.twin import draw_block, map_block, twin_report
+
+        cal = self.load()
+        seed = config.seed if self.seed is None else int(self.seed)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 31]))
+        mapping = DifferentialMapping(config.n_inputs, config.n_neurons)
+        rows, cols = mapping.region.shape
+        if self.mode == "map":
+            g = map_block(cal, rows, cols, self.offset, self.read_noise, rng)
+        else:
+            g = draw_block(cal, rows, cols, rng, self.read_time_s)
+        w_in, w_rec = mapping.weights(g, config.w_in_const, config.w_rec_const, self.g_unit_us)
+        w_in, w_rec = check_weights(w_in, w_rec, config, f"TwinWeights({self.calibration})")
+        provenance = {"source": "twin", "mode": self.mode, "calibration": str(self.calibration),
+                      "sha256": cal.sha256, "seed": seed, "read_noise": self.read_noise,
+                      "read_time_s": self.read_time_s, "offset": list(self.offset),
+                      "g_unit_us": self.g_unit_us, "w_in_const": config.w_in_const,
+                      "w_rec_const": config.w_rec_const, "twin": twin_report(cal),
+                      "conductance_us": {"mean": float(g.mean()), "std": float(g.std())}}
+        return WeightSet(w_in, w_rec, provenance)

@@ -291,3 +291,32 @@ class DeviceParams:
         import dataclasses
 
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "DeviceParams") -> DeviceParams:
+        """The inverse of :meth:`to_dict`: tables ``programming``, ``read``, ``drift`` and
+        ``faults`` (each optional, missing fields keep their defaults). Unknown tables or
+        fields are refused, naming them and ``where`` (a file name, say)."""
+        groups = {"programming": ProgrammingParams, "read": ReadParams, "drift": DriftParams,
+                  "faults": FaultParams}
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: device parameters must be a table, got "
+                             f"{type(data).__name__}")
+        unknown = sorted(set(data) - set(groups))
+        if unknown:
+            raise ValueError(f"{where}: unknown device table(s) {unknown}; known: "
+                             f"{sorted(groups)}")
+        parts = {}
+        for name, typ in groups.items():
+            table = data.get(name, {})
+            if not isinstance(table, dict):
+                raise ValueError(f"{where}: [{name}] must be a table, got {table!r}")
+            bad = sorted(set(table) - set(typ.__dataclass_fields__))
+            if bad:
+                raise ValueError(f"{where}: unknown field(s) {bad} in [{name}]; known: "
+                                 f"{sorted(typ.__dataclass_fields__)}")
+            try:
+                parts[name] = typ(**table)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: [{name}]: {exc}") from None
+        return cls(**parts)
