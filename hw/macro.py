@@ -300,12 +300,13 @@ class Macro:
         return box
 
     def send_pulse(self, region, pulse, job_id: str | None = None,
-                   chunk: int | None = None) -> PulseOutcome:
+                   chunk: int | None = None, extra: dict | None = None) -> PulseOutcome:
         """Send one pulse, recorded write-ahead, and resolve what became of it.
 
         Never raises for the instrument's refusal or a broken link once the pulse is on its
         way: the outcome says so (``failed`` / ``unresolved`` ...). Raises LimitError before
         anything is sent, and LinkError when the link is down before the pulse is sent.
+        ``extra`` is recorded with the pulse's parameters (a job's round, say).
         """
         r0, r1, c0, c1 = box = self.check_pulse(region, pulse)
         args = [r0, r1, c0, c1, float(pulse.amplitude_v), float(pulse.width_ns)]
@@ -315,7 +316,8 @@ class Macro:
         n0 = self.pulse_counter()
         params = {"region": list(box), "kind": pulse.kind,
                   "amplitude_v": float(pulse.amplitude_v), "width_ns": float(pulse.width_ns),
-                  "compliance_ua": float(pulse.compliance_ua), "counter_before": n0}
+                  "compliance_ua": float(pulse.compliance_ua), "counter_before": n0,
+                  **(extra or {})}
         op = (None if self.journal is None else
               self.journal.begin(head, params, self.instrument, job_id, chunk))
         before = self.transport.recoveries
@@ -466,61 +468,6 @@ class Macro:
         self._record("VMM?", {"rows": [r0, r1], "cols": [c0, c1], "vectors": len(x)}, None,
                      "ok")
         return out
-
-    def program_verify(self, targets_us: np.ndarray, region, tol_us: float = 0.5,
-                       max_iter: int = 60, v_start: float = 0.6, v_step: float = 0.02,
-                       width_ns: float = 200.0, compliance_ua: float = 150.0,
-                       progress: bool = True) -> dict:
-        """Incremental-step write-verify (ISPP) of every cell of ``region``.
-
-        Each round reads the region; a cell outside ``tol_us`` of its target gets a SET (below)
-        or RESET (above) pulse whose amplitude starts at ``v_start`` and grows by ``v_step``
-        every round the cell stays on that side (reset to ``v_start`` when it crosses over).
-        A cell whose next amplitude would exceed the lab's ``max_abs_v`` is given up (reported,
-        never pulsed harder: nothing is clipped). Every setting is checked against the limits
-        before anything is sent. Returns convergence statistics and the cells that did not
-        converge.
-        """
-        from lsm.crossbar import Pulse
-        from lsm.progress import progress_bar
-
-        r0, r1, c0, c1 = self._region(region)
-        if not (v_start > 0 and v_step >= 0):
-            raise ValueError(f"v_start must be > 0 and v_step >= 0, got {v_start!r}, {v_step!r}")
-        self.limits.check_pulse(v_start, width_ns, compliance_ua)
-        t = np.asarray(targets_us, dtype=np.float64)
-        if t.shape != (r1 - r0, c1 - c0) or not np.isfinite(t).all():
-            raise ValueError(f"targets_us must be finite with shape {(r1 - r0, c1 - c0)}")
-        amp = np.full(t.shape, v_start)
-        side = np.zeros(t.shape, dtype=np.int8)
-        pulses = np.zeros(t.shape, dtype=np.int64)
-        done = np.zeros(t.shape, dtype=bool)
-        it = 0
-        for it in progress_bar(range(max_iter), desc="program_verify", disable=not progress):  # noqa: B007
-            g = self.read_map((r0, r1, c0, c1))
-            err = g - t
-            done = np.abs(err) <= tol_us
-            if done.all():
-                break
-            for i, j in zip(*np.nonzero(~done), strict=True):
-                s = -1 if err[i, j] < 0 else 1
-                if side[i, j] != s:
-                    amp[i, j] = v_start
-                    side[i, j] = s
-                a = amp[i, j]
-                if a > self.limits.max_abs_v:
-                    continue  # given up: the next step would exceed the lab's limit
-                p = (Pulse.set(a, width_ns, compliance_ua) if s < 0
-                     else Pulse.reset(-a, width_ns))
-                self.pulse((r0 + i, r0 + i + 1, c0 + j, c0 + j + 1), p)
-                pulses[i, j] += 1
-                amp[i, j] += v_step
-        else:
-            g = self.read_map((r0, r1, c0, c1))
-            done = np.abs(g - t) <= tol_us
-        failed = [(int(r0 + i), int(c0 + j)) for i, j in zip(*np.nonzero(~done), strict=True)]
-        return {"converged_fraction": float(done.mean()), "iterations": it + 1,
-                "pulses": int(pulses.sum()), "failed_cells": failed}
 
     def advance_time(self, dt_s: float) -> None:
         """Let ``dt_s`` seconds pass: the emulator's simulated clock, or a real wait."""

@@ -52,29 +52,6 @@ def test_identify_program_read_vmm(emulator, tmp_path):
     assert j._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_program_verify_over_the_driver():
-    from lsm.crossbar import DeviceParams, FaultParams
-
-    macro = EmulatedMacro(seed=4, device=DeviceParams(faults=FaultParams(p_stuck_hrs=0.01)))
-    srv = EmulatorServer(0, macro).start()
-    try:
-        with Macro(srv.resource) as m:
-            m.program_random((0, 16, 0, 16), progress=False)
-            targets = np.random.default_rng(0).uniform(10, 40, (16, 16))
-            r = m.program_verify(targets, (0, 16, 0, 16), tol_us=0.5, progress=False)
-    finally:
-        srv.stop()
-    stuck = {(int(a), int(b)) for a, b in zip(*np.nonzero(macro.array.stuck[:16, :16]),
-                                              strict=True)}
-    assert set(r["failed_cells"]) == stuck  # every unreachable cell is reported, and only those
-    assert r["converged_fraction"] == pytest.approx(1 - len(stuck) / 256)
-    ok = np.ones((16, 16), bool)
-    for a, b in stuck:
-        ok[a, b] = False
-    g = macro.array.conductance()[:16, :16]
-    assert np.abs(g - targets)[ok].max() < 0.5 + 4 * 0.0015 * 40
-
-
 def test_export_maps(tmp_path):
     import h5py
 

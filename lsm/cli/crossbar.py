@@ -38,16 +38,25 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from calibration.writeverify import (
+        IsppStep,
+        ModelStep,
+        WriteVerifyConfig,
+        verify_random_targets,
+    )
     from lsm.crossbar import DeviceParams, FaultParams
-    from lsm.crossbar.analysis import verify_random_targets
 
     if not 0 < args.low_us < args.high_us:
         raise CLIError(f"--low-us {args.low_us} and --high-us {args.high_us}: targets need "
                        "0 < low < high")
     dev = DeviceParams(faults=FaultParams(p_stuck_hrs=args.p_stuck_hrs,
                                           p_stuck_lrs=args.p_stuck_lrs))
+    if not args.tol_us > 0:
+        raise CLIError(f"--tol-us must be > 0, got {args.tol_us}")
+    step = ModelStep(dev.programming) if args.step == "model" else IsppStep()
+    config = WriteVerifyConfig(tol_us=args.tol_us, max_iter=args.max_iter, step=step)
     print_result(verify_random_targets(args.rows, args.cols, dev, args.low_us, args.high_us,
-                                       args.tol_us, args.max_iter, args.seed), args.json)
+                                       config, args.seed), args.json)
     return 0
 
 
@@ -102,6 +111,9 @@ def register(sub) -> None:
     vf.add_argument("--tol-us", type=float, default=0.5, help="accepted error, uS")
     vf.add_argument("--max-iter", type=positive_int, default=20,
                     help="read-verify-pulse rounds at most")
+    vf.add_argument("--step", choices=["model", "ispp"], default="model",
+                    help="amplitude rule: invert the device model's pulse efficiency, or "
+                         "model-free incremental steps (ISPP, the chip's default)")
     _stuck_options(vf)
     vf.set_defaults(func=_cmd_verify)
     ve = xb_sub.add_parser("vmm-error", help="sweep read noise and ADC bits; plot the multiply "

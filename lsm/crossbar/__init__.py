@@ -12,7 +12,6 @@ from lsm.crossbar.array import (
     STUCK_NONE,
     CrossbarArray,
     Region,
-    VerifyResult,
 )
 from lsm.crossbar.device import (
     DeviceParams,
@@ -34,7 +33,7 @@ from lsm.crossbar.mapping import DifferentialMapping
 from lsm.crossbar.peripherals import ADC, InputDAC, IRDrop
 
 __all__ = [
-    "CrossbarArray", "Region", "VerifyResult", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS",
+    "CrossbarArray", "Region", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS",
     "DeviceParams", "ProgrammingParams", "ReadParams", "DriftParams", "FaultParams", "Pulse",
     "DifferentialMapping", "InputDAC", "ADC", "IRDrop", "InLoopPhysics", "clipped_normal_variance",
     "MAP_FORMAT_VERSION", "read_map", "write_map", "Calibration", "read_calibration",

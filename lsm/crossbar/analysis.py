@@ -11,7 +11,7 @@ from lsm.crossbar.device import DeviceParams, Pulse
 from lsm.crossbar.mapping import DifferentialMapping
 from lsm.crossbar.peripherals import ADC, InputDAC
 
-__all__ = ["conductance_stats", "sample_formed", "verify_random_targets", "vmm_error_sweep",
+__all__ = ["conductance_stats", "sample_formed", "vmm_error_sweep",
            "format_vmm_error"]
 
 
@@ -43,19 +43,6 @@ def sample_formed(rows: int, cols: int, device: DeviceParams, pulse: Pulse,
                             "compliance_ua": pulse.compliance_ua},
                   "distribution": device.programming.distribution, "seed": seed})
     return arr.conductance(*region.cells()), stats
-
-
-def verify_random_targets(rows: int, cols: int, device: DeviceParams, low_us: float,
-                          high_us: float, tol_us: float, max_iter: int, seed: int = 0) -> dict:
-    """Write-verify targets drawn uniformly in [low_us, high_us) into a fresh array; the
-    convergence summary and the first failed cells."""
-    arr = CrossbarArray(rows, cols, device, seed=seed)
-    region = Region(0, rows, 0, cols)
-    targets = np.random.default_rng(seed).uniform(low_us, high_us, region.shape)
-    res = arr.program_verify(targets, region, tol_us=tol_us, max_iter=max_iter)
-    out = res.summary()
-    out["failed_cells_first"] = res.failed_cells[:10]
-    return out
 
 
 def vmm_error_sweep(read_noise_rel=(0.0, 0.0015, 0.005, 0.01, 0.02),

@@ -1,4 +1,5 @@
-"""A 1T1R RRAM crossbar array: per-cell state, pulses, reads, write-verify, multiply mode.
+"""A 1T1R RRAM crossbar array: per-cell state, pulses, reads, multiply mode (write-verify on it:
+:mod:`calibration.writeverify`).
 
 State is explicit and independent of the LSM (the lab emulator drives the same object): the
 programmed conductance ``g_us`` of every cell at its programming time, whether it is formed, when
@@ -22,7 +23,7 @@ from lsm.crossbar.device import FORM, RESET, SET, DeviceParams, Pulse
 from lsm.crossbar.peripherals import ADC, InputDAC, IRDrop
 from lsm.validation import array_bytes, check_memory
 
-__all__ = ["Region", "CrossbarArray", "VerifyResult", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS"]
+__all__ = ["Region", "CrossbarArray", "STUCK_NONE", "STUCK_HRS", "STUCK_LRS"]
 
 STUCK_NONE, STUCK_HRS, STUCK_LRS = 0, 1, 2
 
@@ -60,49 +61,6 @@ class Region:
         """Row and column index of every cell, row-major, as two flat arrays."""
         r, c = np.meshgrid(self.rows, self.cols, indexing="ij")
         return r.ravel(), c.ravel()
-
-
-@dataclass
-class VerifyResult:
-    """Outcome of :meth:`CrossbarArray.program_verify`.
-
-    Attributes
-    ----------
-    converged : bool ndarray, shape of the targets
-    error_us : ndarray
-        Final (noisy read) conductance minus target, uS.
-    pulses : int ndarray
-        Pulses applied to each cell (FORM included).
-    iterations : int
-        Verify rounds run.
-    tol_us : float
-    """
-
-    converged: np.ndarray
-    error_us: np.ndarray
-    pulses: np.ndarray
-    iterations: int
-    tol_us: float
-    rows: np.ndarray = field(repr=False)
-    cols: np.ndarray = field(repr=False)
-
-    @property
-    def converged_fraction(self) -> float:
-        return float(self.converged.mean()) if self.converged.size else 1.0
-
-    @property
-    def failed_cells(self) -> list[tuple[int, int]]:
-        """(row, col) of every cell that did not reach the tolerance."""
-        bad = ~self.converged.ravel()
-        return list(zip(self.rows.ravel()[bad].tolist(), self.cols.ravel()[bad].tolist(),
-                        strict=True))
-
-    def summary(self) -> dict:
-        return {"cells": int(self.converged.size), "converged_fraction": self.converged_fraction,
-                "failed": int((~self.converged).sum()), "iterations": self.iterations,
-                "tol_us": self.tol_us, "mean_pulses": float(self.pulses.mean()),
-                "max_pulses": int(self.pulses.max()) if self.pulses.size else 0,
-                "rms_error_us": float(np.sqrt(np.mean(self.error_us ** 2)))}
 
 
 def _truncated_draw(rng: np.random.Generator, mean: np.ndarray, std: np.ndarray, lo: float,
@@ -233,6 +191,26 @@ class CrossbarArray:
             raise ValueError(f"program_random needs a FORM pulse, got {pulse.kind.upper()}")
         self.program_region(region, pulse)
 
+    def program_cells(self, rows, cols, kind: str, amplitude_v, width_ns: float,
+                      compliance_ua=100.0) -> None:
+        """Apply one pulse of ``kind`` to each listed cell, with a per-cell amplitude (V,
+        signed: negative for RESET) and compliance (uA); the same physics as :meth:`program`
+        (write-verify uses it: :mod:`calibration.writeverify`)."""
+        if kind not in (FORM, SET, RESET):
+            raise ValueError(f"kind must be one of {(FORM, SET, RESET)}, got {kind!r}")
+        r, c = self._cells(rows, cols)
+        r, c = r.ravel(), c.ravel()
+        amp = np.broadcast_to(np.asarray(amplitude_v, dtype=np.float64), r.shape).copy()
+        comp = np.broadcast_to(np.asarray(compliance_ua, dtype=np.float64), r.shape).copy()
+        if not (np.isfinite(amp).all() and np.isfinite(comp).all() and (comp > 0).all()):
+            raise ValueError("amplitudes must be finite and compliances finite and > 0")
+        if (kind == RESET and (amp > 0).any()) or (kind != RESET and (amp < 0).any()):
+            raise ValueError(f"a {kind.upper()} pulse needs amplitudes of sign "
+                             f"{'<= 0' if kind == RESET else '>= 0'}")
+        if not (math.isfinite(width_ns) and width_ns > 0):
+            raise ValueError(f"width_ns must be finite and > 0, got {width_ns}")
+        self._apply(r, c, kind, amp, float(width_ns), comp)
+
     def _apply(self, r: np.ndarray, c: np.ndarray, kind: str, amplitude_v: np.ndarray,
                width_ns: float, compliance_ua: np.ndarray) -> None:
         """Vectorised pulse application with per-cell amplitude and compliance."""
@@ -358,106 +336,3 @@ class CrossbarArray:
             cell_v = vb[:, :, None] * att[None]
             out[lo:lo + chunk] = rp.current_ua(noisy, cell_v).sum(axis=1)
         return out if return_currents else adc.codes(out)
-
-    # ------------------------------------------------------------------ write-verify
-    def program_verify(self, targets_us: np.ndarray, region: Region | None = None, *,
-                       rows=None, cols=None, tol_us: float = 0.5, max_iter: int = 20,
-                       width_ns: float = 500.0, max_amplitude_v: float = 3.0,
-                       max_compliance_ua: float = 300.0, aim: float = 0.8,
-                       v_read: float = 0.2) -> VerifyResult:
-        """Program cells to target conductances by read-verify-pulse rounds.
-
-        Each round reads every unfinished cell; a cell within ``tol_us`` of its target is done.
-        Below target it gets a SET, above a RESET, whose amplitude is chosen (by inverting the
-        pulse efficiency) to cover ``aim`` of the gap, capped at ``max_amplitude_v``; SET
-        compliance is set so that the compliance-limited conductance is 1.25x the target.
-        Virgin cells are formed first. Stuck cells never converge and are reported.
-
-        Parameters
-        ----------
-        targets_us : array
-            Target conductances, uS; shape of ``region`` (or of the broadcast ``rows, cols``).
-        region : Region, optional
-            The cells, or give ``rows`` and ``cols``.
-        tol_us : float
-            Acceptance band, uS.
-        max_iter : int
-            Verify rounds at most.
-
-        Returns
-        -------
-        VerifyResult
-        """
-        p = self.device.programming
-        if region is not None:
-            self.check_region(region)
-            r, c = (a.reshape(region.shape) for a in region.cells())
-        elif rows is not None and cols is not None:
-            r, c = self._cells(rows, cols)
-        else:
-            raise ValueError("program_verify needs a region or rows and cols")
-        t = np.asarray(targets_us, dtype=np.float64)
-        if t.shape != r.shape:
-            raise ValueError(f"targets_us has shape {t.shape}, the cells have shape {r.shape}")
-        if not np.isfinite(t).all() or t.min() < p.g_min_us or t.max() > p.g_max_us:
-            raise ValueError(f"targets_us must be finite and within [g_min_us, g_max_us] = "
-                             f"[{p.g_min_us}, {p.g_max_us}]")
-        for name, v, lo in (("tol_us", tol_us, 0.0), ("width_ns", width_ns, 0.0),
-                            ("max_amplitude_v", max_amplitude_v, 0.0),
-                            ("max_compliance_ua", max_compliance_ua, 0.0)):
-            if not (math.isfinite(v) and v > lo):
-                raise ValueError(f"{name} must be finite and > {lo}, got {v}")
-        if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-            raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-        if not 0 < aim <= 1:
-            raise ValueError(f"aim must be in (0, 1], got {aim}")
-        rf, cf, tf = r.ravel(), c.ravel(), t.ravel()
-        pulses = np.zeros(rf.size, dtype=np.int64)
-        virgin = ~self.formed[rf, cf] & (self.stuck[rf, cf] == STUCK_NONE)
-        if virgin.any():
-            self.program(rf[virgin], cf[virgin], Pulse.form())
-            pulses[virgin] += 1
-        ceiling = 1.0 - math.exp(-width_ns / p.tau_ns)
-        eta_cap_set = (1.0 - math.exp(-max(max_amplitude_v - p.v_set_threshold, 0.0)
-                                      / p.v_scale)) * ceiling
-        eta_cap_reset = (1.0 - math.exp(-max(max_amplitude_v - p.v_reset_threshold, 0.0)
-                                        / p.v_scale)) * ceiling
-        done = np.zeros(rf.size, dtype=bool)
-        err = np.zeros(rf.size)
-        iterations = 0
-        for iterations in range(1, max_iter + 1):  # noqa: B007 - reported
-            todo = np.flatnonzero(~done)
-            g = self.read(rf[todo], cf[todo], v_read)
-            err[todo] = g - tf[todo]
-            ok = np.abs(err[todo]) <= tol_us
-            done[todo[ok]] = True
-            todo = todo[~ok]
-            if todo.size == 0:
-                break
-            gt = g[~ok]
-            up = err[todo] < 0
-            for kind, sel, cap in ((SET, up, eta_cap_set), (RESET, ~up, eta_cap_reset)):
-                idx = todo[sel]
-                if idx.size == 0:
-                    continue
-                g_now = gt[sel]
-                if kind == SET:
-                    comp = np.clip(1.25 * tf[idx] / p.g_per_ua, 1.0, max_compliance_ua)
-                    gap = comp * p.g_per_ua - g_now
-                else:
-                    comp = np.full(idx.size, 100.0)
-                    gap = g_now - p.g_hrs_us
-                need = aim * np.abs(err[idx]) / np.maximum(gap, 1e-9)
-                eta = np.clip(need, 1e-6, cap * 0.999)
-                amp = p.threshold_v(kind) - p.v_scale * np.log1p(-eta / ceiling)
-                amp = np.minimum(amp, max_amplitude_v)
-                self._apply(rf[idx], cf[idx], kind, -amp if kind == RESET else amp, width_ns,
-                            comp)
-                pulses[idx] += 1
-        else:
-            todo = np.flatnonzero(~done)
-            if todo.size:
-                err[todo] = self.read(rf[todo], cf[todo], v_read) - tf[todo]
-                done[todo[np.abs(err[todo]) <= tol_us]] = True
-        return VerifyResult(done.reshape(r.shape), err.reshape(r.shape),
-                            pulses.reshape(r.shape), iterations, float(tol_us), r, c)
