@@ -8,9 +8,10 @@ cache, so two sources that could give different weights must describe themselves
 Sources here: :class:`GaussianWeights` (the paper's software baseline), :class:`ArrayWeights`
 (explicit arrays), :class:`CrossbarWeights` (a simulated RRAM crossbar) and
 :class:`MeasuredWeights` (a conductance map measured on a chip), :class:`TwinWeights` (the
-digital twin of a calibrated chip: its map, or a fresh draw of its fitted statistics); ``hw.weights.MacroWeights`` (the
-chip itself) implements the same protocol. A source may also return an in-loop encoder
-(:class:`lsm.inloop.InLoopEncoder`) that computes every multiply on its array.
+digital twin of a calibrated chip: its map, or a fresh draw of its fitted statistics);
+``hw.weights.MacroWeights`` (the chip itself) implements the same protocol. A source may also
+return an in-loop encoder (:class:`lsm.inloop.InLoopEncoder`) that computes every multiply on its
+array.
 """
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ from lsm.crossbar.array import (
     CrossbarArray,
     Region,
 )
+from lsm.crossbar.calfile import (
+    CALIBRATION_FORMAT_VERSION,
+    Calibration,
+    read_calibration,
+    write_calibration,
+)
 from lsm.crossbar.device import (
     DeviceParams,
     DriftParams,
@@ -20,12 +26,6 @@ from lsm.crossbar.device import (
     ProgrammingParams,
     Pulse,
     ReadParams,
-)
-from lsm.crossbar.calfile import (
-    CALIBRATION_FORMAT_VERSION,
-    Calibration,
-    read_calibration,
-    write_calibration,
 )
 from lsm.crossbar.inloop import InLoopPhysics, clipped_normal_variance
 from lsm.crossbar.mapfile import MAP_FORMAT_VERSION, read_map, write_map
