@@ -421,9 +421,10 @@ def fit_adc(currents_ua: np.ndarray, codes: np.ndarray, zero_codes: np.ndarray |
     """The readout chain ``code = clip(round(gain * i + offset), 0, 2**bits - 1)``.
 
     Gain and offset by least squares on the codes strictly inside the range (a quantisation
-    error of at most half a code); the offset is the code of zero current when that code is
-    inside the range (exact: no current, no noise). Saturation: the current at which the top
-    code is reached (``NaN``-free: the top of the measured currents when it never is).
+    error of at most half a code). The code of zero current (no current, no noise) must be the
+    fitted offset rounded, when it is inside the range: a check that the transfer is linear.
+    Saturation: the current at which the top code is reached, from the fit, and the smallest
+    measured current that reached it (0 when none did).
 
     Parameters
     ----------
@@ -454,14 +455,17 @@ def fit_adc(currents_ua: np.ndarray, codes: np.ndarray, zero_codes: np.ndarray |
     cov = np.linalg.inv(A.T @ A) * float(resid @ resid) / dof
     gain_se, offset_se = float(np.sqrt(cov[0, 0])), float(np.sqrt(cov[1, 1]))
     zero = None if zero_codes is None else np.asarray(zero_codes).ravel()
-    offset_exact = False
-    if zero is not None and zero.size and 0 < np.median(zero) < top:
-        offset, offset_se, offset_exact = float(np.median(zero)), 0.0, True
+    zero_code = float(np.median(zero)) if zero is not None and zero.size else float("nan")
+    if np.isfinite(zero_code) and 0 < zero_code < top and abs(zero_code - offset) > 0.5 + \
+            4 * offset_se:
+        raise ValueError(f"the ADC's code for zero current ({zero_code:g}) is not the fitted "
+                         f"offset ({offset:.2f} +- {offset_se:.2f}): the transfer is not "
+                         "linear, or the map is not the array's")
     saturated = c >= top
     sat_ua = float(i[saturated].min()) if saturated.any() else float(i.max())
     section = {"bits": int(bits), "gain_codes_per_ua": float(gain), "gain_se": gain_se,
                "offset_codes": float(offset), "offset_se": offset_se,
-               "offset_from_zero_input": offset_exact,
+               "zero_input_code": zero_code if np.isfinite(zero_code) else -1.0,
                "saturation_ua": float((top - offset) / gain),
                "saturation_seen_ua": sat_ua if saturated.any() else 0.0,
                "saturated_fraction": float(saturated.mean()),

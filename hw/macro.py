@@ -469,9 +469,22 @@ class Macro:
                      "ok")
         return out
 
+    @property
+    def emulated(self) -> bool:
+        """Whether the instrument is the emulator (its serial starts with ``EMU``): its time
+        is a simulated clock."""
+        return bool(self.idn and self.idn["serial"].startswith("EMU"))
+
+    def clock_s(self) -> float:
+        """The instrument's time, s: the emulator's simulated clock (``SIM:TIME?``), or the
+        wall clock for a chip."""
+        if self.emulated:
+            return self.query("SIM:TIME?", float)
+        return time.time()
+
     def advance_time(self, dt_s: float) -> None:
         """Let ``dt_s`` seconds pass: the emulator's simulated clock, or a real wait."""
-        if self.idn and self.idn["serial"].startswith("EMU"):
+        if self.emulated:
             self._write_checked(f"SIM:ADV {format_args(float(dt_s))}", {"dt_s": float(dt_s)})
         else:
             time.sleep(dt_s)
