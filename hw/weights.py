@@ -43,6 +43,8 @@ class MacroWeights:
         building twice does not form twice. Without a journal, the block is read first: formed
         if virgin, used as it is if already formed, refused if partly formed.
     form_pulse, v_read, read_time_s, g_unit_us : as in CrossbarWeights.
+    offset : (row, col)
+        Top-left cell of the LSM's block on the array (default the corner).
     """
 
     resource: str = DEFAULT_RESOURCE
@@ -55,6 +57,7 @@ class MacroWeights:
     read_time_s: float = 1.0
     g_unit_us: float = 1.0
     progress: bool = False
+    offset: tuple = (0, 0)
 
     def __post_init__(self) -> None:
         from lsm.crossbar import Pulse
@@ -88,7 +91,8 @@ class MacroWeights:
         if config.p_in < 1 or config.p_rec < 1:
             raise ValueError("MacroWeights forms the whole block: p_in and p_rec must be 1")
         with self.open_macro() as m:
-            mapping = DifferentialMapping(config.n_inputs, config.n_neurons, *m.geometry)
+            mapping = DifferentialMapping(config.n_inputs, config.n_neurons, *m.geometry,
+                                          int(self.offset[0]), int(self.offset[1]))
             reg = mapping.region
             box = (reg.row_start, reg.row_stop, reg.col_start, reg.col_stop)
             p = self.form_pulse

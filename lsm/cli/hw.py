@@ -16,7 +16,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from lsm.cli.common import CLIError, form_pulse_parent, positive_int, progress_parent, region
+from lsm.cli.common import (
+    CLIError,
+    form_pulse_parent,
+    path_arg,
+    positive_int,
+    progress_parent,
+    region,
+)
 
 __all__ = ["register", "add_emulator_parser", "DEFAULT_REGION", "REGION_HELP"]
 
@@ -196,16 +203,45 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_file(path: str | None):
+    """The emulated cells and readout from a TOML file: tables ``[programming]``, ``[read]``,
+    ``[drift]``, ``[faults]`` (:class:`lsm.crossbar.DeviceParams`) and ``[adc]``
+    (:class:`lsm.crossbar.ADC`); (None, None) without one."""
+    from lsm.config import tomllib
+    from lsm.crossbar import ADC, DeviceParams
+    from lsm.io import read_text_file
+
+    if path is None:
+        return None, None
+    try:
+        doc = tomllib.loads(read_text_file(path, "--device file"))
+    except tomllib.TOMLDecodeError as exc:
+        raise CLIError(f"--device {path}: not valid TOML: {exc}") from None
+    table = dict(doc)
+    adc_table = table.pop("adc", None)
+    device = DeviceParams.from_dict(table, where=f"--device {path}")
+    adc = None
+    if adc_table is not None:
+        if not isinstance(adc_table, dict):
+            raise CLIError(f"--device {path}: [adc] must be a table")
+        try:
+            adc = ADC(**adc_table)
+        except (TypeError, ValueError) as exc:
+            raise CLIError(f"--device {path}: [adc]: {exc}") from None
+    return device, adc
+
+
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from hw.emulator import FaultConfig, serve
 
+    device, adc = _device_file(args.device)
     try:
         faults = FaultConfig(latency_s=args.latency_ms / 1000.0, drop_rate=args.drop_rate,
                              garble_rate=args.garble_rate, disconnect_rate=args.disconnect_rate,
                              error_rate=args.error_rate)
         serve(args.port, args.seed, faults, wall_clock=args.wall_clock, host=args.host,
               idle_timeout_s=args.idle_timeout_s, max_line_bytes=args.max_line_bytes,
-              max_connections=args.max_connections)
+              max_connections=args.max_connections, device=device, adc=adc)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     except OSError as exc:  # address in use, unknown host, no permission
@@ -246,6 +282,10 @@ def add_emulator_parser(sub, name: str, help_text: str) -> None:
                     help="simultaneous connections (more are closed at once)")
     em.add_argument("--seed", type=int, default=0, help="seed of the array and of the faults")
     em.add_argument("--wall-clock", action="store_true", help="drift with real time")
+    em.add_argument("--device", metavar="FILE", type=path_arg,
+                    help="TOML of the emulated cells and readout: tables [programming], [read], "
+                         "[drift], [faults] (lsm.crossbar.DeviceParams fields) and [adc] "
+                         "(lsm.crossbar.ADC fields); default: the paper's macro")
     em.add_argument("--latency-ms", type=float, default=0.0, help="fault: reply latency, ms")
     em.add_argument("--drop-rate", type=float, default=0.0, help="fault: dropped replies")
     em.add_argument("--garble-rate", type=float, default=0.0, help="fault: garbled replies")
