@@ -313,7 +313,7 @@ def _read_open(p: Path, f, h5py) -> Calibration:
     version = np.asarray(f.attrs.get("format_version"))
     if version.shape != () or version.dtype.kind not in "iu" or int(version) < 1:
         raise ValueError(f"{p}: format_version must be a positive integer, got "
-                         f"{f.attrs.get('format_version')!r}")
+                         f"{_attr(f.attrs.get('format_version'))!r}")
     if int(version) > CALIBRATION_FORMAT_VERSION:
         raise ValueError(f"{p}: calibration format version {int(version)} is newer than this "
                          f"reader's ({CALIBRATION_FORMAT_VERSION}); read it with the version of "
