@@ -184,14 +184,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if name is None:
         from lsm.data.demo import ensure_demo_twins
 
-        name, path = "ntidigits", ensure_demo_twins(Path(args.workdir),
-                                                    progress=not args.no_progress)[1]
+        name, path = "ntidigits", ensure_demo_twins(Path(args.workdir), not args.no_progress,
+                                                    which=("ntidigits",))[1]
     limits = _limits(args)
     journal = args.journal or str(Path(args.calibration).with_name(
         Path(args.calibration).name + ".work") / "journal.sqlite")
     cfg = CompareConfig(calibration=Path(args.calibration), dataset=name, data_path=Path(path),
                         n_neurons=args.n_neurons, n_train=args.n_train, n_test=args.n_test,
                         chip_offset=tuple(args.chip_offset), seed=args.seed,
+                        n_draws=args.n_draws,
                         runs_dir=Path(args.runs))
     resource = args.resource or _resource()
     opened = _open_journal(journal)
@@ -290,6 +291,8 @@ def register(sub) -> None:
                       help="training samples used")
     cmp_.add_argument("--n-test", type=positive_int, default=200, metavar="N",
                       help="test samples used")
+    cmp_.add_argument("--n-draws", type=positive_int, default=5, metavar="N",
+                      help="twin draws (chips like this one) the chip is compared with")
     cmp_.add_argument("--chip-offset", type=comma_list(int, "offset"), default=(128, 0),
                       metavar="ROW,COL",
                       help="top-left cell of the chip's fresh LSM block (away from the "
