@@ -18,7 +18,7 @@ import numpy as np
 from calibration import fits, procedures
 from calibration.writeverify import WriteVerifyConfig
 from lsm.crossbar import Pulse
-from lsm.crossbar.calfile import SECTIONS, Calibration, write_calibration
+from lsm.crossbar.calfile import SECTIONS, Calibration, read_calibration, write_calibration
 from lsm.validation import check_int, check_number
 
 __all__ = ["CalibrationConfig", "plan_calibration", "format_plan", "run_calibration",
@@ -218,7 +218,7 @@ def run_calibration(macro, config: CalibrationConfig, out: str | Path, job: str 
     Returns
     -------
     Calibration
-        As written.
+        As read back from ``out`` (``path`` and ``sha256`` set).
     """
     if macro.journal is None:
         raise ValueError("a calibration pulses the macro: it needs a journal to resume without "
@@ -268,7 +268,7 @@ def run_calibration(macro, config: CalibrationConfig, out: str | Path, job: str 
                     "limits_source": macro.limits.source, "work_folder": str(work.path),
                     "versions": package_versions()}
     write_calibration(out, cal)
-    return cal
+    return read_calibration(out)  # what is on disk, with its path and hash
 
 
 def fit_calibration(config: CalibrationConfig, data: dict, t_form_s: float) -> Calibration:
