@@ -64,7 +64,8 @@ def script_of(blocks, port: str) -> str:
              f"export LSM_HW_RESOURCE=TCPIP0::127.0.0.1::{port}::SOCKET"]
     for lang, body in blocks:
         body = body.replace("5025", port).replace(
-            "hw/limits.example.toml", str(ROOT / "hw" / "limits.example.toml"))
+            "hw/limits.example.toml", str(ROOT / "hw" / "limits.example.toml")).replace(
+            "examples/devices/", str(ROOT / "examples" / "devices") + "/")
         if lang == "bash":
             lines += [allow_offline(line) for line in body.splitlines()]
         else:
@@ -100,7 +101,9 @@ def test_every_code_block_is_run_by_a_test():
     """A new section with code must be added below, or its blocks would go untested."""
     assert set(SECTIONS) == {"Quick start", "Use", "Datasets",
                              "Supervised readouts and zero-shot learning",
-                             "The lab: driving the macro", "The RRAM crossbar"}
+                             "The lab: driving the macro",
+                             "Calibration: the chip you measured, on your laptop",
+                             "The RRAM crossbar"}
 
 
 def test_allow_offline_accepts_only_a_clean_user_error(tmp_path):
@@ -132,6 +135,15 @@ def test_supervised_and_zeroshot(tmp_path, small_twins):
     kinds = sorted(p.name.split("-2")[0] for p in (tmp_path / "runs").iterdir())
     assert kinds == ["train-cost", "train-nmnist", "train-nmnist", "zeroshot", "zeroshot"], kinds
     assert "ratio (RNN / LSM)" in run.stdout
+
+
+@pytest.mark.slow
+def test_calibration_section(tmp_path, small_twins):
+    run = run_section("Calibration: the chip you measured, on your laptop", tmp_path,
+                      small_twins)
+    assert (tmp_path / "cal.h5").exists() and len(list((tmp_path / "cal-report").glob("*.png")))
+    assert "read noise   0.29" in run.stdout or "read noise   0.30" in run.stdout
+    assert "the chip among the twin's draws" in run.stdout
 
 
 @pytest.mark.slow
