@@ -489,9 +489,13 @@ def test_hardware_walkthrough_example(tmp_path):
     s = mod.main(["--out", str(tmp_path), "--samples", "6"])
     assert 20 < s["map_mean_us"] < 35 and s["journal_ops"] > 114
     assert s["spike_agreement"] > 0.9
-    assert (tmp_path / "map.h5").exists()
+    assert (tmp_path / "map.h5").exists() and (tmp_path / "cal.h5").exists()
+    # the twin's forming statistics are those of the map formed on the same chip
+    assert s["twin_mean_us"] == pytest.approx(s["map_mean_us"], rel=0.05)
+    assert 0.2 * s["read_mode_rate"] < s["twin_rate"] < 5 * s["read_mode_rate"]
     ops = Journal(tmp_path / "lab.sqlite").ops()
-    assert sum(o["command"] == "PULS:FORM" for o in ops) == 114  # formed once, one row each
+    # formed once, one row each: the LSM block's 114 rows and the calibrated region's 64
+    assert sum(o["command"] == "PULS:FORM" for o in ops) == 114 + 64
 
 
 def test_ascii_dialogue_on_pyvisa_sim():
