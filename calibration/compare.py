@@ -144,8 +144,9 @@ def run_compare(cfg: CompareConfig, macro_weights, progress: bool = True) -> dic
             row["spread"] = {k: float(np.std([p[k] for p in per], ddof=1)) for k in per[0]}
         rows[name] = row
     chip, twin = rows["chip"], rows["twin-draw"]
+    # no spread among the draws: the z-score is undefined (None), never "typical"
     twin["chip_z"] = {k: (chip[k] - twin[k]) / twin["spread"][k] if twin["spread"][k] > 0
-                      else 0.0 for k in ("accuracy", "mean_rate", "w_std")}
+                      else None for k in ("accuracy", "mean_rate", "w_std")}
     for name in sources:
         if name.startswith("twin"):
             rows[name]["weights_vs_chip"] = _ks(weights["chip"][0],
@@ -202,9 +203,9 @@ def format_compare(result: dict) -> str:
         vs = r.get("weights_vs_chip")
         tail = "" if vs is None else f"  {vs['ks']:.3f} ({vs['p']:.2g})"
         lines.append(f"{name:<10} {r.get('draws', 1):>5} {acc:>14} {rate:>16} {wstd:>14}{tail}")
-    z = result["sources"]["twin-draw"]["chip_z"]
+    z = {k: ("undefined (the draws do not differ)" if v is None else f"{v:+.2f}")
+         for k, v in result["sources"]["twin-draw"]["chip_z"].items()}
     lines.append("the chip among the twin's draws (z-score; |z| < 2: a typical draw): accuracy "
-                 f"{z['accuracy']:+.2f}, mean rate {z['mean_rate']:+.2f}, weight spread "
-                 f"{z['w_std']:+.2f}")
+                 f"{z['accuracy']}, mean rate {z['mean_rate']}, weight spread {z['w_std']}")
     lines.append(f"run directory: {result['run_dir']}")
     return "\n".join(lines)

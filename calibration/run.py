@@ -21,8 +21,15 @@ from lsm.crossbar import Pulse
 from lsm.crossbar.calfile import SECTIONS, Calibration, read_calibration, write_calibration
 from lsm.validation import check_int, check_number
 
-__all__ = ["CalibrationConfig", "plan_calibration", "format_plan", "run_calibration",
+__all__ = ["MIN_CELLS", "MAX_FORMED_BEFORE", "CalibrationConfig", "plan_calibration",
+           "format_plan", "run_calibration",
            "PROCEDURES", "work_folder_for"]
+
+#: the smallest region a calibration accepts (the fits need tens of healthy cells)
+MIN_CELLS = 64
+
+#: a region with more cells than this reading formed before forming is not a virgin region
+MAX_FORMED_BEFORE = 0.10
 
 #: procedure names as the command line spells them -> calibration-file sections
 PROCEDURES = {name.replace("_", "-"): name for name in SECTIONS}
@@ -120,6 +127,11 @@ class CalibrationConfig:
                              f"{self.verify_range_us!r}")
         if not isinstance(self.verify, WriteVerifyConfig):
             raise TypeError(f"{o}.verify must be a WriteVerifyConfig")
+
+        rows, cols = self.shape
+        if rows * cols < MIN_CELLS:
+            raise ValueError(f"{o}.region {list(self.region)} holds {rows * cols} cells; the fits "
+                             f"need at least {MIN_CELLS}")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -231,6 +243,21 @@ def run_calibration(macro, config: CalibrationConfig, out: str | Path, job: str 
     region = config.region
     procs = config.procedures
     t_form = None
+    if "forming" in procs and not work.has("form") and macro.journal.job(f"{job}-form") is None:
+        formed = float(macro.formed_mask(region).mean())  # a first run: the cells must be virgin
+        if formed > MAX_FORMED_BEFORE:
+            raise ValueError(f"{100 * formed:.0f} % of region {list(region)} reads formed "
+                             "already: the forming fit needs virgin cells (and drift a known "
+                             "forming time); calibrate a fresh region, or leave forming and "
+                             "drift out of --procedures")
+    if "drift" in procs and work.has("form"):
+        elapsed = macro.clock_s() - float(work.load("form")["t_form_s"])
+        late = [a for k, a in enumerate(config.drift_ages_s)
+                if not work.has(f"drift-{k:02d}") and a < elapsed]
+        if len(late) > 1:
+            raise ValueError(f"the drift schedule has passed: {elapsed:.0f} s since forming, "
+                             f"ages {late} s not read yet; start a fresh calibration (a new "
+                             "--out on a fresh region)")
     if "forming" in procs:
         form = procedures.form_region(macro, region, config.form_pulse, work, f"{job}-form",
                                       progress)

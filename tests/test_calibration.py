@@ -227,7 +227,10 @@ def test_cli_refuses_bad_requests_before_any_pulse(tmp_path, capsys):
             (["--region", "0,600,0,10", "--out", str(tmp_path / "a.h5")], "region"),
             (["--amplitude-v", "9", "--out", str(tmp_path / "a.h5")], "amplitude"),
             (["--drift-ages-s", "1,1", "--out", str(tmp_path / "a.h5")], "drift_ages_s"),
+            (["--region", "0,4,0,4", "--out", str(tmp_path / "a.h5")], "at least 64"),
+            (["--out", str(tmp_path / "notes.h5")], "not a calibration file"),
         ]
+        (tmp_path / "notes.h5").write_text("my notes")  # never replaced by a calibration
         for extra, message in cases:
             assert main(base + extra) == 2, extra
             err = capsys.readouterr().err

@@ -478,7 +478,13 @@ def test_cli_passes_the_server_settings(monkeypatch, capsys):
     assert main(["hw", "emulator", "--host", "127.0.0.2", "--port", "0", "--idle-timeout-s", "5",
                  "--max-line-bytes", "4096", "--max-connections", "8"]) == 0
     assert seen["kw"] == dict(wall_clock=False, host="127.0.0.2", idle_timeout_s=5.0,
-                              max_line_bytes=4096, max_connections=8)
+                              max_line_bytes=4096, max_connections=8, device=None, adc=None)
+    # --device: the cells and readout of a TOML file; a bad one is refused by name
+    from pathlib import Path
+
+    noisy = Path(__file__).parents[1] / "examples" / "devices" / "noisy_chip.toml"
+    assert main(["hw", "emulator", "--port", "0", "--device", str(noisy)]) == 0
+    assert seen["kw"]["device"].read.read_noise_rel == 0.003 and seen["kw"]["adc"].bits == 12
     monkeypatch.undo()
     assert main(["emulator", "--port", "0", "--idle-timeout-s", "0"]) == 2
     assert "idle_timeout_s must be in (0, 86400] s" in capsys.readouterr().err

@@ -72,6 +72,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = check_output_file(args.out, "--out")
     if out.suffix.lower() not in (".h5", ".hdf5"):
         raise CLIError(f"--out {out}: a calibration file is HDF5: end its name in .h5")
+    if out.exists():
+        try:
+            _read_calibration(str(out))
+        except (ValueError, CLIError):
+            raise CLIError(f"--out {out} exists and is not a calibration file: it would be "
+                           "replaced; choose another name") from None
     config = _config(args)
     limits = _limits(args)
     plan = plan_calibration(config, limits)  # every pulse and read checked: nothing goes out yet
@@ -180,6 +186,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from lsm.cli.hw import _limits, _open_journal
 
     cal = _read_calibration(args.calibration)  # refused before any instrument time
+    if len(args.chip_offset) != 2 or min(args.chip_offset) < 0:
+        raise CLIError(f"--chip-offset takes ROW,COL (two integers >= 0), got "
+                       f"{','.join(map(str, args.chip_offset))}")
+    _check_chip_block(cal, args)
     name, path = chosen_dataset(args)
     if name is None:
         from lsm.data.demo import ensure_demo_twins
@@ -211,6 +221,29 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     result["instrument_calibrated"] = (cal.identity.get("instrument") or {}).get("serial")
     emit(result, args.json, format_compare(result))
     return 0
+
+
+def _check_chip_block(cal, args: argparse.Namespace) -> None:
+    """The chip's fresh block must not overlap the calibrated cells (the stuck test and
+    write-verify re-programmed them)."""
+    from lsm.crossbar.mapping import DifferentialMapping
+    from lsm.data.registry import dataset_spec
+
+    name = chosen_dataset_name(args)
+    n_in = dataset_spec(name).lsm_config().n_inputs
+    rows, cols = DifferentialMapping(n_in, args.n_neurons, 10**6, 10**6).region.shape
+    r, c = args.chip_offset
+    r0, r1, c0, c1 = cal.region
+    if r < r1 and r0 < r + rows and c < c1 and c0 < c + cols:
+        raise CLIError(f"--chip-offset {r},{c}: the chip's block ({rows} x {cols} cells) overlaps "
+                       f"the calibrated region {list(cal.region)}, whose cells the calibration "
+                       "re-programmed; choose an offset outside it")
+
+
+def chosen_dataset_name(args: argparse.Namespace) -> str:
+    from lsm.cli.common import chosen_dataset
+
+    return chosen_dataset(args)[0] or "ntidigits"
 
 
 def _resource() -> str:
