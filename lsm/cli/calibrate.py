@@ -229,7 +229,7 @@ def _check_chip_block(cal, args: argparse.Namespace) -> None:
     from lsm.crossbar.mapping import DifferentialMapping
     from lsm.data.registry import dataset_spec
 
-    name = chosen_dataset_name(args)
+    name = _chosen_dataset_name(args)
     n_in = dataset_spec(name).lsm_config().n_inputs
     rows, cols = DifferentialMapping(n_in, args.n_neurons, 10**6, 10**6).region.shape
     r, c = args.chip_offset
@@ -240,7 +240,7 @@ def _check_chip_block(cal, args: argparse.Namespace) -> None:
                        "re-programmed; choose an offset outside it")
 
 
-def chosen_dataset_name(args: argparse.Namespace) -> str:
+def _chosen_dataset_name(args: argparse.Namespace) -> str:
     from lsm.cli.common import chosen_dataset
 
     return chosen_dataset(args)[0] or "ntidigits"
