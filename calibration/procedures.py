@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from calibration.writeverify import MacroTarget, WriteVerifyConfig, write_verify
-from hw.jobs import program_random
+from hw.jobs import program_random, settle_pending
 from hw.journal import APPLIED, NOT_APPLIED
-from hw.transport import LinkError
 from lsm.io import atomic_savez, atomic_write_text, load_npz
 
 __all__ = ["WorkFolder", "form_region", "repeated_reads", "adc_transfer", "drift_reads",
@@ -90,7 +89,6 @@ def form_region(macro, region, pulse, work: WorkFolder, job_id: str,
     already, so their forming time is not known)."""
     if work.has("form"):
         return work.load("form")
-    r0, r1, c0, c1 = region
     before = macro.formed_mask(region)
     program_random(macro, region, pulse, job_id=job_id, progress=progress)
     return work.save("form", t_form_s=np.float64(macro.clock_s()),
@@ -174,6 +172,10 @@ def drift_reads(macro, region, ages_s, repeats: int, v_read: float, t_form_s: fl
             "age_s": np.array([float(p["age_s"]) for p in parts])}
 
 
+#: a settled outcome's ``applied`` -> its journal status
+_STATUS = {True: "verified-applied", False: "verified-not-applied", None: "unresolved"}
+
+
 def _pulse_once(macro, region, pulse, job_id: str, chunk: int, max_attempts: int = 3) -> None:
     """One journaled pulse of a step, exactly once across runs: skipped when the journal says
     it ran, resolved on the instrument when its record was left in doubt, re-sent only when it
@@ -183,15 +185,7 @@ def _pulse_once(macro, region, pulse, job_id: str, chunk: int, max_attempts: int
     if op is not None:
         status = op["status"]
         if status in ("pending", "unresolved"):
-            params = json.loads(op["params"] or "{}")
-            later, unknown = journal.pulses_after(op["id"], op["instrument"])
-            n0 = (None if unknown or op["instrument"] != macro.instrument
-                  else params.get("counter_before"))
-            out = macro.resolve_pulse(pulse.kind, tuple(params["region"]), n0,
-                                      pulses_since=later)
-            status = ("unresolved" if out.applied is None else
-                      "verified-applied" if out.applied else "verified-not-applied")
-            journal.settle(op["id"], status, out.as_dict())
+            status = _STATUS[settle_pending(macro, op).applied]
         if status in APPLIED:
             return
         if status not in NOT_APPLIED:
@@ -230,8 +224,6 @@ def stuck_test(macro, region, reset_pulse, set_pulse, repeats: int, v_read: floa
                             axis=0)
                 work.save(name, g_us=g)
             bar.update(1)
-    except LinkError:
-        raise
     finally:
         bar.close()
     return {name.split("-")[1]: work.load(name)["g_us"] for name, _ in stages}

@@ -22,8 +22,7 @@ from lsm.crossbar.calfile import SECTIONS, Calibration, read_calibration, write_
 from lsm.validation import check_int, check_number
 
 __all__ = ["MIN_CELLS", "MAX_FORMED_BEFORE", "CalibrationConfig", "plan_calibration",
-           "format_plan", "run_calibration",
-           "PROCEDURES", "work_folder_for"]
+           "format_plan", "run_calibration", "fit_calibration", "PROCEDURES", "work_folder_for"]
 
 #: the smallest region a calibration accepts (the fits need tens of healthy cells)
 MIN_CELLS = 64
@@ -127,7 +126,6 @@ class CalibrationConfig:
                              f"{self.verify_range_us!r}")
         if not isinstance(self.verify, WriteVerifyConfig):
             raise TypeError(f"{o}.verify must be a WriteVerifyConfig")
-
         rows, cols = self.shape
         if rows * cols < MIN_CELLS:
             raise ValueError(f"{o}.region {list(self.region)} holds {rows * cols} cells; the fits "

@@ -329,7 +329,7 @@ class MacroTarget:
             params = json.loads(o["params"] or "{}")
             status = o["status"]
             if status in ("pending", "unresolved"):
-                status = self._settle(o, params)
+                status = self._settle(o)
             if status not in ("ok", "verified-applied"):
                 continue
             cell = int(o["chunk"])
@@ -339,23 +339,16 @@ class MacroTarget:
             rounds = max(rounds, int(params.get("round", 0)))
         return {"pulses": pulses, "side": side, "last_amp": last_amp, "rounds": rounds + 1}
 
-    def _settle(self, op: dict, params: dict) -> str:
-        journal = self.macro.journal
-        later_applied, later_unknown = journal.pulses_after(op["id"], op["instrument"])
-        n0 = params.get("counter_before")
-        if later_unknown or op["instrument"] != self.macro.instrument:
-            n0 = None
-        out = self.macro.resolve_pulse(params["kind"], tuple(params["region"]), n0,
-                                       pulses_since=later_applied)
-        status = ("unresolved" if out.applied is None else
-                  "verified-applied" if out.applied else "verified-not-applied")
-        journal.settle(op["id"], status, out.as_dict())
+    def _settle(self, op: dict) -> str:
+        from hw.jobs import settle_pending
+
+        out = settle_pending(self.macro, op)
         if out.applied is None:
             raise VerifyIncomplete(f"write-verify job {self.job_id!r}: a pulse of the last run "
                                    f"(journal record {op['id']}) cannot be resolved on the "
                                    "instrument (it has no pulse counter, or it was reset); "
                                    "check the cell by hand before going on")
-        return status
+        return "verified-applied" if out.applied else "verified-not-applied"
 
 
 def write_verify(target: VerifyTarget, targets_us, config: WriteVerifyConfig | None = None,

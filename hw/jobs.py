@@ -20,10 +20,10 @@ from collections.abc import Callable
 import numpy as np
 
 from hw.journal import APPLIED, NOT_APPLIED
-from hw.macro import Macro, PulseOutcome, column_offsets
+from hw.macro import PULSE_HEADERS, Macro, PulseOutcome, column_offsets
 from hw.transport import LinkError
 
-__all__ = ["program_random", "JobIncomplete"]
+__all__ = ["program_random", "JobIncomplete", "settle_pending"]
 
 
 class JobIncomplete(RuntimeError):
@@ -211,6 +211,37 @@ def _stop(journal, job_id: str, status: str) -> None:
         journal.finish_job(job_id, status)
 
 
+def settle_pending(macro: Macro, op: dict) -> PulseOutcome:
+    """Resolve, on the instrument, a journal record of a pulse left ``pending`` or
+    ``unresolved`` (the process died, or the link failed, with the pulse in flight), and settle
+    the record with what was found.
+
+    The pulse counter read before it was sent decides, net of the pulses recorded after it;
+    when those cannot be accounted for (one of them is in doubt too, or the record is another
+    instrument's), the cells are read back. Used by every resumable job (rows here, the
+    calibration's steps, write-verify's cells).
+
+    Returns
+    -------
+    PulseOutcome
+        ``applied`` True / False, or None when nothing can tell (the record stays
+        ``unresolved``).
+    """
+    journal = macro.journal
+    params = json.loads(op["params"] or "{}")
+    n0 = params.get("counter_before")
+    later_applied, later_unknown = journal.pulses_after(op["id"], op["instrument"])
+    if later_unknown or op["instrument"] != macro.instrument:
+        n0 = None  # the counter cannot be accounted for: read back
+    kind = params.get("kind") or {h: k for k, h in PULSE_HEADERS.items()}[op["command"]]
+    outcome = macro.resolve_pulse(kind, tuple(params["region"]), n0,
+                                  pulses_since=later_applied)
+    journal.settle(op["id"], "unresolved" if outcome.applied is None else
+                   ("verified-applied" if outcome.applied else "verified-not-applied"),
+                   outcome.as_dict())
+    return outcome
+
+
 def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int,
                      recheck: bool = False) -> PulseOutcome:
     """A row not done on resume: its last pulse may be in doubt (the process died, or the
@@ -229,14 +260,7 @@ def _resolve_pending(macro: Macro, box, pulse, job_id: str, k: int,
                                    unformed=tuple(result.get("unformed", ())),
                                    stuck=tuple(result.get("stuck", ())))
         else:  # pending or unresolved: settle it first
-            n0 = params.get("counter_before")
-            later_applied, later_unknown = journal.pulses_after(op["id"], op["instrument"])
-            if later_unknown or op["instrument"] != macro.instrument:
-                n0 = None  # the counter cannot be accounted for: read back
-            outcome = macro.resolve_pulse(pulse.kind, region, n0, pulses_since=later_applied)
-            journal.settle(op["id"], "unresolved" if outcome.applied is None else
-                           ("verified-applied" if outcome.applied else "verified-not-applied"),
-                           outcome.as_dict())
+            outcome = settle_pending(macro, op)
         if (region != tuple(box) or recheck) and outcome.applied is not None:
             outcome = None  # the record covered part of the row, or the instrument was reset
     if outcome is None:  # no record of the whole row: its cells say what it needs

@@ -41,7 +41,7 @@ def _read_calibration(path: str):
     try:
         return read_calibration(path)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise CLIError(f"calibration file {path}: {exc.strerror or exc}") from None
+        raise CLIError(str(exc)) from None  # names the calibration file already
 
 
 def _config(args: argparse.Namespace):
@@ -183,7 +183,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from calibration.compare import CompareConfig, format_compare, run_compare
     from hw.weights import MacroWeights
     from lsm.cli.common import chosen_dataset
-    from lsm.cli.hw import _limits, _open_journal
+    from lsm.cli.hw import _lab_errors, _limits, _open_journal, _resource
 
     cal = _read_calibration(args.calibration)  # refused before any instrument time
     if len(args.chip_offset) != 2 or min(args.chip_offset) < 0:
@@ -204,17 +204,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                         chip_offset=tuple(args.chip_offset), seed=args.seed,
                         n_draws=args.n_draws,
                         runs_dir=Path(args.runs))
-    resource = args.resource or _resource()
+    resource = _resource(args)
     opened = _open_journal(journal)
 
     def chip(offset):
         return MacroWeights(resource, limits=limits, journal=opened, offset=offset)
 
     try:
-        result = run_compare(cfg, chip, progress=not args.no_progress)
-    except Exception as exc:
-        _lab_error(exc, resource)
-        raise
+        with _lab_errors(resource, journal):
+            result = run_compare(cfg, chip, progress=not args.no_progress)
     finally:
         if opened is not None:
             opened.close()
@@ -244,26 +242,6 @@ def _chosen_dataset_name(args: argparse.Namespace) -> str:
     from lsm.cli.common import chosen_dataset
 
     return chosen_dataset(args)[0] or "ntidigits"
-
-
-def _resource() -> str:
-    import os
-
-    from hw import DEFAULT_RESOURCE
-
-    return os.environ.get("LSM_HW_RESOURCE") or DEFAULT_RESOURCE
-
-
-def _lab_error(exc: BaseException, resource: str) -> None:
-    """The lab's errors as one line (exit 3), like ``lsm hw``."""
-    from hw import InstrumentError, LimitError, LinkError
-    from hw.jobs import JobIncomplete
-    from hw.journal import JobBusy, JobMismatch
-
-    if isinstance(exc, (LimitError, JobMismatch)):
-        raise CLIError(str(exc)) from None
-    if isinstance(exc, (JobIncomplete, InstrumentError, LinkError, JobBusy)):
-        raise CLIError(f"{exc} (resource {resource})", exit_code=3) from None
 
 
 # ---------------------------------------------------------------------- parsers

@@ -84,21 +84,17 @@ def _open_journal(path: str | None):
 
 # ---------------------------------------------------------------------- a lab session
 @contextlib.contextmanager
-def _macro(args: argparse.Namespace, limits) -> Iterator:
-    """The journal (if any) and a connected :class:`hw.Macro`; the lab's errors as one line,
-    exit 2 for a refused request, 3 for the instrument, its link or a busy job."""
+def _lab_errors(resource: str, journal_path: str | None) -> Iterator[None]:
+    """The lab's errors as one line: exit 2 for a refused request, 3 for the instrument, its
+    link or a busy job (shared by every command that talks to the macro)."""
     import sqlite3
 
-    from hw import DEFAULT_RESOURCE, InstrumentError, LimitError, LinkError, Macro
+    from hw import DEFAULT_RESOURCE, InstrumentError, LimitError, LinkError
     from hw.jobs import JobIncomplete
     from hw.journal import JobBusy, JobMismatch
 
-    resource = args.resource or os.environ.get("LSM_HW_RESOURCE") or DEFAULT_RESOURCE
-    journal = _open_journal(args.journal)
     try:
-        with Macro(resource, limits=limits, journal=journal, timeout_ms=args.timeout_ms,
-                   retries=args.retries) as m:
-            yield m
+        yield
     except (LimitError, JobMismatch, ValueError) as exc:
         raise CLIError(str(exc)) from None
     except (JobIncomplete, InstrumentError, LinkError, JobBusy) as exc:
@@ -108,7 +104,27 @@ def _macro(args: argparse.Namespace, limits) -> Iterator:
                         "--resource)")
         raise CLIError(message, exit_code=3) from None
     except sqlite3.Error as exc:  # locked by another process for longer than the timeout
-        raise CLIError(f"--journal {args.journal}: {exc}", exit_code=3) from None
+        raise CLIError(f"--journal {journal_path}: {exc}", exit_code=3) from None
+
+
+def _resource(args: argparse.Namespace) -> str:
+    from hw import DEFAULT_RESOURCE
+
+    return args.resource or os.environ.get("LSM_HW_RESOURCE") or DEFAULT_RESOURCE
+
+
+@contextlib.contextmanager
+def _macro(args: argparse.Namespace, limits) -> Iterator:
+    """The journal (if any) and a connected :class:`hw.Macro`, errors as :func:`_lab_errors`."""
+    from hw import Macro
+
+    resource = _resource(args)
+    journal = _open_journal(args.journal)
+    try:
+        with _lab_errors(resource, args.journal), \
+                Macro(resource, limits=limits, journal=journal, timeout_ms=args.timeout_ms,
+                      retries=args.retries) as m:
+            yield m
     finally:
         if journal is not None:
             journal.close()
