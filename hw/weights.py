@@ -21,11 +21,12 @@ import numpy as np
 from hw.macro import DEFAULT_RESOURCE, Macro
 from lsm.config import LSMConfig
 from lsm.events import EventBatch
+from lsm.experiments.common import register_weight_source
 from lsm.inloop import check_encode_arguments
 from lsm.kernels import membrane_update
 from lsm.weights import WeightSet, check_weights
 
-__all__ = ["MacroWeights", "MacroInLoop"]
+__all__ = ["MacroWeights", "MacroInLoop", "EmulatedChipWeights"]
 
 
 @dataclass
@@ -181,7 +182,7 @@ class MacroInLoop:
                 u, fired = membrane_update(u, current, s.astype(np.float32), decay, v_th,
                                            reset_mode)
                 s = fired.astype(np.uint8)
-                counts += s
+                counts[:, (t * counts.shape[1]) // events.n_bins] += s
                 if spikes.shape[0]:
                     spikes[:, t] = s
 
@@ -197,3 +198,52 @@ class MacroInLoop:
         codes = m.vmm(rows, (c0, c1), x, v_read=v_read_v)
         g_sum_us = self.adc.currents(codes) / v_read_v
         return (gain * (g_sum_us[:, :n] - g_sum_us[:, n:])).astype(np.float32)
+
+
+@dataclass
+class EmulatedChipWeights:
+    """The LSM's weights from a fresh emulated macro (a new die per reservoir): the whole lab
+    path of :class:`MacroWeights` (form the block over the protocol, wait, read the map,
+    convert) against an in-process emulator on a free local port, stopped again when the map
+    is read. The die's seed is the LSM config's seed, so a reservoir seed names its die.
+
+    This is the weight source ``"chip"`` of the jobs (``lsm demo``, ``lsm train --weights
+    chip``); on a real macro use :class:`MacroWeights` with its resource.
+
+    Parameters
+    ----------
+    device : lsm.crossbar.DeviceParams, optional
+        The emulated cells (default: the model's defaults).
+    adc : lsm.crossbar.ADC, optional
+    read_time_s, v_read, g_unit_us : as in :class:`MacroWeights`.
+    offset : (row, col)
+        Top-left cell of the block.
+    """
+
+    device: object = None
+    adc: object = None
+    read_time_s: float = 1.0
+    v_read: float = 0.2
+    g_unit_us: float = 1.0
+    offset: tuple = (0, 0)
+
+    def build(self, config: LSMConfig) -> WeightSet:
+        from hw.emulator import EmulatedMacro, EmulatorServer
+
+        die = EmulatedMacro(seed=config.seed, device=self.device, adc=self.adc,
+                            serial=f"EMU-{config.seed}")
+        server = EmulatorServer(0, die).start()
+        try:
+            ws = MacroWeights(server.resource, read_time_s=self.read_time_s, v_read=self.v_read,
+                              g_unit_us=self.g_unit_us, offset=self.offset).build(config)
+        finally:
+            server.stop()
+        # the port is different every time: the provenance names the die instead, so that
+        # the feature cache recognises the same reservoir
+        provenance = dict(ws.provenance, resource=f"emulator (die seed {config.seed})",
+                          die_seed=config.seed)
+        return WeightSet(ws.w_in, ws.w_rec, provenance)
+
+
+register_weight_source("chip", EmulatedChipWeights,
+                       "emulated IMC40 macro (a fresh die per reservoir, measured map)")

@@ -57,8 +57,9 @@ class InLoopEncoder(Protocol):
             Firing threshold (> 0), in weight units; applied in float32.
         reset : {"zero", "subtract", "none"}
             What a spike does to its membrane (:attr:`lsm.config.LSMConfig.reset`).
-        counts : ndarray of int32, shape (len(events), n_neurons), zeroed
-            Output: spike counts per sample and neuron.
+        counts : ndarray of int32, shape (len(events), n_windows, n_neurons), zeroed
+            Output: spike counts per sample, time window and neuron; bin ``t`` counts in
+            window ``t * n_windows // events.n_bins`` (``n_windows = 1``: total counts).
         spikes : ndarray of uint8, shape (len(events), events.n_bins, n_neurons), zeroed, or
             shape (0, 0, 0)
             Output: spike rasters, written only when not empty.
@@ -107,10 +108,12 @@ def check_encode_arguments(events: EventBatch, reset: str, counts: np.ndarray,
         raise ValueError(f"{owner}.encode: reset must be one of {sorted(RESET_CODES)}, "
                          f"got {reset!r}")
     n = len(events)
-    if not (isinstance(counts, np.ndarray) and counts.dtype == np.int32
-            and counts.shape == (n, n_neurons) and counts.flags.writeable):
+    if not (isinstance(counts, np.ndarray) and counts.dtype == np.int32 and counts.ndim == 3
+            and counts.shape[0] == n and 1 <= counts.shape[1] <= events.n_bins
+            and counts.shape[2] == n_neurons and counts.flags.writeable):
         raise ValueError(f"{owner}.encode: counts must be a writable int32 array of shape "
-                         f"({n}, {n_neurons}), got {_describe(counts)}")
+                         f"({n}, n_windows, {n_neurons}) with 1 <= n_windows <= "
+                         f"{events.n_bins}, got {_describe(counts)}")
     if not (isinstance(spikes, np.ndarray) and spikes.dtype == np.uint8
             and spikes.shape in ((0, 0, 0), (n, events.n_bins, n_neurons))
             and spikes.flags.writeable):

@@ -184,10 +184,14 @@ def _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _record_spikes(fired_idx, n_fired, t, counts, spikes, record):
-    """Add this bin's spikes to the counts and, when recording, to the raster."""
+def _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record):
+    """Add this bin's spikes to the counts of its time window and, when recording, to the
+    raster. ``counts`` is (n_windows, n_neurons): bin ``t`` belongs to window
+    ``t * n_windows // n_bins``."""
+    w = (t * counts.shape[0]) // n_bins
+    row = counts[w]
     for k in range(n_fired):
-        counts[fired_idx[k]] += 1
+        row[fired_idx[k]] += 1
     if record:
         for k in range(n_fired):
             spikes[t, fired_idx[k]] = 1
@@ -197,9 +201,9 @@ def _record_spikes(fired_idx, n_fired, t, counts, spikes, record):
 def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_data,
                 w_rec_flat, rec_indptr, rec_indices, rec_data, decay, v_th, reset_mode,
                 counts, spikes):
-    """Run one sample. ``counts`` (n_neurons,) int32 receives its spike counts and ``spikes``
-    (n_bins, n_neurons) uint8 its raster when not empty."""
-    n = counts.shape[0]
+    """Run one sample. ``counts`` (n_windows, n_neurons) int32 receives its spike counts per
+    time window and ``spikes`` (n_bins, n_neurons) uint8 its raster when not empty."""
+    n = counts.shape[1]
     in_dense = w_in_flat.shape[0] > 0
     rec_dense = w_rec_flat.shape[0] > 0
     record = spikes.shape[0] > 0
@@ -226,7 +230,7 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
         else:
             _add_csr_rows(current, rec_indptr, rec_indices, rec_data, fired_idx, 0, n_fired)
         n_fired = _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode)
-        _record_spikes(fired_idx, n_fired, t, counts, spikes, record)
+        _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -251,8 +255,9 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
     decay, v_th : float32
     reset_mode : int
         RESET_ZERO, RESET_SUBTRACT or RESET_NONE.
-    counts : int32 (n_samples, n_neurons), zeroed
-        Output: spike counts.
+    counts : int32 (n_samples, n_windows, n_neurons), zeroed
+        Output: spike counts per time window; bin ``t`` counts in window
+        ``t * n_windows // n_bins`` (``n_windows = 1``: the total spike counts).
     spikes : uint8 (n_samples, n_bins, n_neurons) or (0, 0, 0), zeroed
         Output: spike rasters, recorded only when not empty.
     """
@@ -348,7 +353,7 @@ def _adc_differential(acc, m2_in, k_in, m2_rec, k_rec, key, v_read, noise_scale,
 def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m2_rec,
                          v_read, noise_scale, adc_scale, adc_off, max_code, gain_in, gain_rec,
                          key0, decay, v_th, reset_mode, counts, spikes):
-    n = counts.shape[0]
+    n = counts.shape[1]
     record = spikes.shape[0] > 0
     one_multiply = gain_in == gain_rec
     u = np.zeros(n, np.float32)
@@ -386,7 +391,7 @@ def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m
                                   noise_scale, adc_scale, adc_off, max_code, gain_rec, current)
         p = q
         n_fired = _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode)
-        _record_spikes(fired_idx, n_fired, t, counts, spikes, record)
+        _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -421,7 +426,7 @@ def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_
         Global index of the first sample of this batch.
     """
     n_samples = offsets.shape[0] - 1
-    n = counts.shape[1]
+    n = counts.shape[2]
     g_in_flat = g_in.ravel()
     g_rec_flat = g_rec.ravel()
     record = spikes.shape[0] > 0

@@ -1,8 +1,9 @@
 """Progress reporting for long work: a tqdm bar on a terminal, plain periodic lines elsewhere.
 
 On a terminal, tqdm redraws one line in place. In a log file, a CI job or a pipe those redraws
-would pile up as carriage returns, so there the same bar prints a plain line at the start,
-at most every ``plain_interval_s`` seconds, and at the end::
+would pile up as carriage returns, so there the same bar prints a plain line once it has run
+``plain_interval_s`` seconds, then at most every ``plain_interval_s`` seconds, and at the end;
+work that finishes sooner prints nothing (no wall of 0 % / 100 % pairs)::
 
     program_random form-1:  45%|####5     | 205/456 [00:12<00:15, 16.4row/s]
 """
@@ -52,7 +53,9 @@ def progress_bar(iterable=None, *, disable: bool = False,
     stream = kwargs.pop("file", None) or sys.stderr
     if disable or (hasattr(stream, "isatty") and stream.isatty()):
         return tqdm(iterable, disable=disable, file=stream, **kwargs)
-    # a plain log keeps every line: the last one (100 %, or where it stopped) too
-    kwargs.update(file=_Lines(stream), leave=True, mininterval=plain_interval_s,
+    # a plain log keeps every line: the last one (100 %, or where it stopped) too; a bar
+    # that ends before its first interval stays silent (tqdm's delay)
+    kwargs.update(file=_Lines(stream), leave=True, delay=plain_interval_s,
+                  mininterval=plain_interval_s,
                   maxinterval=plain_interval_s, ascii=True, dynamic_ncols=False, ncols=100)
     return tqdm(iterable, **kwargs)

@@ -10,6 +10,13 @@ import scipy.sparse
 
 from lsm.config import LSMConfig
 from lsm.events import EventBatch
+from lsm.features import (
+    DEFAULT_N_WINDOWS,
+    FEATURES,
+    check_features,
+    counts_to_features,
+    window_of_bin,
+)
 from lsm.inloop import check_in_loop_encoder
 from lsm.kernels import RESET_CODES, lif_events
 from lsm.progress import progress_bar
@@ -18,7 +25,6 @@ from lsm.weights import WeightSet, as_weight_source, check_weights
 
 __all__ = ["LSM", "FEATURES", "BACKENDS"]
 
-FEATURES = ("rates", "counts", "binned")
 BACKENDS = ("numba", "torch")
 
 _EMPTY_F32_2D = np.zeros((0, 0), dtype=np.float32)
@@ -153,16 +159,18 @@ class LSM:
     # ------------------------------------------------------------------ encoding
     def encode(self, x: Any, features: str = "rates", progress: bool = True,
                batch_size: int = 512, backend: str | None = None,
-               device: Any = None) -> np.ndarray:
+               device: Any = None, n_windows: int = DEFAULT_N_WINDOWS) -> np.ndarray:
         """Run the reservoir on every sample and return its features.
 
         Parameters
         ----------
         x : raster, sequence of (bins, channels), or EventBatch
             See :meth:`to_events`.
-        features : {"rates", "counts", "binned"}
+        features : {"rates", "counts", "windows", "binned"}
             ``"rates"``: spikes per bin, float32 (n_samples, n_neurons); ``"counts"``: int32
-            spike counts (n_samples, n_neurons); ``"binned"``: uint8 spike rasters
+            spike counts (n_samples, n_neurons); ``"windows"``: int32 spike counts in
+            ``n_windows`` time windows, (n_samples, n_windows * n_neurons), window-major
+            (see :mod:`lsm.features`); ``"binned"``: uint8 spike rasters
             (n_samples, n_bins, n_neurons).
         progress : bool
             Show a progress bar over batches.
@@ -172,13 +180,15 @@ class LSM:
             Overrides the LSM's backend for this call.
         device : torch device, optional
             For the torch backend; default CUDA when available.
+        n_windows : int
+            Time windows of ``"windows"`` (1 .. n_bins; bin ``t`` counts in window
+            ``t * n_windows // n_bins``). The numba kernels count them as they run.
 
         Returns
         -------
         ndarray
         """
-        if features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+        n_counted = check_features(features, n_windows, self.config.n_bins)
         backend = self.backend if backend is None else backend
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -187,20 +197,22 @@ class LSM:
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         batch = self.to_events(x)
-        counts, spikes = self._run(batch, record=features == "binned", progress=progress,
-                                   batch_size=int(batch_size), backend=backend, device=device)
+        counts, spikes = self._run(batch, record=features == "binned", n_windows=n_counted,
+                                   progress=progress, batch_size=int(batch_size),
+                                   backend=backend, device=device)
         if features == "binned":
             return spikes
-        if features == "counts":
-            return counts
-        return (counts / np.float32(self.config.n_bins)).astype(np.float32)
+        return counts_to_features(counts, features, self.config.n_bins)
 
-    def _run(self, batch: EventBatch, record: bool, progress: bool, batch_size: int,
-             backend: str, device: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(self, batch: EventBatch, record: bool, n_windows: int, progress: bool,
+             batch_size: int, backend: str, device: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Spike counts per window, int32 (n, n_windows, n_neurons), and the rasters when
+        ``record``."""
         c = self.config
         n = len(batch)
-        _check_output_sizes(c, n, record, min(n, batch_size) if backend == "torch" else 0)
-        counts = np.zeros((n, c.n_neurons), dtype=np.int32)
+        _check_output_sizes(c, n, n_windows, record,
+                            min(n, batch_size) if backend == "torch" else 0)
+        counts = np.zeros((n, n_windows, c.n_neurons), dtype=np.int32)
         spikes = (np.zeros((n, c.n_bins, c.n_neurons), dtype=np.uint8) if record
                   else np.zeros((0, 0, 0), dtype=np.uint8))
         torch_state = self._torch_state(device) if backend == "torch" else None
@@ -243,17 +255,26 @@ class LSM:
 
         dev, w_in, w_rec = state
         raster = torch.from_numpy(batch.select(slice(lo, hi)).to_raster(np.float32)).to(dev)
+        n_windows = counts.shape[1]
         cnt, spk = lif_dense(raster, w_in, w_rec, self.config.decay, self.config.v_th,
-                             self.config.reset, record=spikes.shape[0] > 0)
-        counts[lo:hi] = cnt.cpu().numpy()
-        if spk is not None:
+                             self.config.reset, record=spikes.shape[0] > 0 or n_windows > 1)
+        if n_windows == 1:
+            counts[lo:hi, 0] = cnt.cpu().numpy()
+        else:  # the dense reference records the rasters and sums them per window
+            window = torch.from_numpy(window_of_bin(self.config.n_bins, n_windows)).to(dev)
+            per_window = torch.zeros(hi - lo, n_windows, spk.shape[2], dtype=torch.int32,
+                                     device=dev)
+            per_window.index_add_(1, window, spk.to(torch.int32))
+            counts[lo:hi] = per_window.cpu().numpy()
+        if spikes.shape[0]:
             spikes[lo:hi] = spk.cpu().numpy()
 
 
-def _check_output_sizes(c: LSMConfig, n: int, record: bool, raster_samples: int) -> None:
+def _check_output_sizes(c: LSMConfig, n: int, n_windows: int, record: bool,
+                        raster_samples: int) -> None:
     """Refuse, before allocating, outputs (and torch input rasters) over the memory budget."""
-    check_memory(f"spike counts of {n} samples x {c.n_neurons} neurons",
-                 array_bytes((n, c.n_neurons), np.int32))
+    check_memory(f"spike counts of {n} samples x {n_windows} windows x {c.n_neurons} neurons",
+                 array_bytes((n, n_windows, c.n_neurons), np.int32))
     if record:
         check_memory(f"binned spikes of {n} samples x {c.n_bins} bins x {c.n_neurons} neurons",
                      array_bytes((n, c.n_bins, c.n_neurons), np.uint8))

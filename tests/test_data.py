@@ -340,14 +340,14 @@ def test_the_key_table_covers_every_lsm_config_field():
 
 
 def _nmnist_key(root, split="train", pre=None, cfg=None, weights=None, features="rates",
-                on_bad_sample="error", cache=None):
+                on_bad_sample="error", cache=None, n_windows=5):
     """The real key: what encode_dataset computes (and caches under), from fresh objects."""
     pre = pre or nmnist_preprocessing(crop=4, n_bins=10)
     cfg = cfg or LSMConfig(n_inputs=16, n_neurons=6, n_bins=10)
     weights = weights or FixedWeights(16, 6)
     return encode_dataset(nmnist(root, split), pre, LSM(cfg, weights=weights),
                           features=features, cache=cache, on_bad_sample=on_bad_sample,
-                          progress=False).key
+                          progress=False, n_windows=n_windows).key
 
 
 def _change_a_file(how):
@@ -408,6 +408,8 @@ def _variants():
     yield "weights values", dict(weights=FixedWeights(16, 6, nudge=True))
     yield "features counts", dict(features="counts")
     yield "features binned", dict(features="binned")
+    yield "features windows", dict(features="windows")
+    yield "features windows, other number", dict(features="windows", n_windows=3)
     yield "on_bad_sample", dict(on_bad_sample="skip")
 
 
@@ -419,6 +421,8 @@ def test_every_part_of_the_key_changes_it_alone(key_twins, tmp_path):
     assert re.fullmatch(r"[0-9a-f]{64}", k0)
     # the same inputs, from new objects, with or without a cache: the same key
     assert _nmnist_key(root) == k0 == _nmnist_key(root, cache=tmp_path / "cache")
+    # a number of windows is part of the "windows" features only
+    assert _nmnist_key(root, n_windows=3) == k0
     keys = {"base": k0}
     for name, kwargs in _variants():
         keys[name] = _nmnist_key(root, **kwargs)

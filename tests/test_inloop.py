@@ -127,7 +127,7 @@ def test_both_implementations_satisfy_the_protocol():
         check_in_loop_encoder(enc)
         with pytest.raises(TypeError):  # keyword-only
             enc.encode(EventBatch.from_raster(np.zeros((1, 5, 8), np.uint8)), 0.9, 5.0, "zero",
-                       np.zeros((1, 4), np.int32), np.zeros((0, 0, 0), np.uint8), 0)
+                       np.zeros((1, 1, 4), np.int32), np.zeros((0, 0, 0), np.uint8), 0)
 
 
 class Positional:
@@ -185,10 +185,10 @@ def test_the_lsm_hands_batches_to_an_encoder_by_keyword(rng):
     enc = RecordingEncoder(static.w_in, static.w_rec)
     looped = LSM(cfg, weights=_SourceWith(static, enc))
     x = random_raster(rng, 20, 10, 16, 0.2)
-    for features in ("binned", "counts"):
+    for features in ("binned", "counts", "windows"):
         np.testing.assert_array_equal(
-            looped.encode(x, features=features, batch_size=7, progress=False),
-            static.encode(x, features=features, progress=False))
+            looped.encode(x, features=features, batch_size=7, progress=False, n_windows=3),
+            static.encode(x, features=features, progress=False, n_windows=3))
     assert enc.calls[:3] == [(7, 0, np.float32, "subtract"), (7, 7, np.float32, "subtract"),
                              (6, 14, np.float32, "subtract")]
     assert looped.weight_set.in_loop is enc
@@ -204,14 +204,18 @@ class _SourceWith:
 
 @pytest.mark.parametrize("change, message", [
     (dict(reset="soft"), "reset must be one of"),
-    (dict(counts=np.zeros((3, 4), np.int64)), "counts must be a writable int32 array of shape"),
-    (dict(counts=np.zeros((2, 4), np.int32)), r"counts must .* shape \(3, 4\), got int32 \(2, 4\)"),
+    (dict(counts=np.zeros((3, 1, 4), np.int64)), "counts must be a writable int32 array of "),
+    (dict(counts=np.zeros((2, 1, 4), np.int32)),
+     r"counts must .* shape \(3, n_windows, 4\) .*, got int32 \(2, 1, 4\)"),
+    (dict(counts=np.zeros((3, 4), np.int32)), r"counts must .*, got int32 \(3, 4\)"),
+    (dict(counts=np.zeros((3, 6, 4), np.int32)),
+     r"counts must .*n_windows <= 5, got int32 \(3, 6, 4\)"),
     (dict(spikes=np.zeros((3, 5, 5), np.uint8)), "spikes must be a writable uint8 array"),
     (dict(events="not a batch"), "events must be an EventBatch"),
 ])
 def test_encode_arguments_are_checked(change, message):
     args = dict(events=EventBatch.from_raster(np.zeros((3, 5, 8), np.uint8)), reset="zero",
-                counts=np.zeros((3, 4), np.int32), spikes=np.zeros((0, 0, 0), np.uint8))
+                counts=np.zeros((3, 1, 4), np.int32), spikes=np.zeros((0, 0, 0), np.uint8))
     args.update(change)
     with pytest.raises((TypeError, ValueError), match=f"Owner.encode: {message}"):
         check_encode_arguments(**args, n_neurons=4, owner="Owner")

@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0), or argparse refused an option (2; it printed why)
         return exc.code if isinstance(exc.code, int) else 2
     _terminate_like_interrupt()
+    if getattr(args, "weights", None) == "chip" or getattr(args, "needs_lab", False):
+        import hw.weights  # noqa: F401  (registers the "chip" weight source)
     if args.debug:
         return args.func(args)
     try:

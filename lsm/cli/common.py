@@ -23,7 +23,8 @@ import json
 __all__ = ["CLIError", "Parser", "RETIRED_OPTIONS", "HelpFormatter", "comma_list", "path_arg",
            "digit_list", "positive_int", "region", "json_parent", "progress_parent", "seed_parent",
            "n_seeds_parent", "form_pulse_parent",
-           "runs_parent", "cache_parent", "weights_parent", "dataset_options", "chosen_dataset",
+           "runs_parent", "cache_parent", "weights_parent", "features_parent", "dataset_options",
+           "chosen_dataset",
            "print_result", "emit"]
 
 
@@ -191,7 +192,23 @@ def weights_parent() -> argparse.ArgumentParser:
 
     p = _parent()
     p.add_argument("--weights", choices=WEIGHT_SOURCES, default="gaussian",
-                   help="reservoir weights: a Gaussian draw, or a simulated RRAM crossbar")
+                   help="reservoir weights: a Gaussian draw, a simulated RRAM crossbar, or "
+                        "the emulated macro (a fresh die per reservoir, formed and read over "
+                        "the lab protocol)")
+    return p
+
+
+def features_parent(kinds: tuple | None = None, default: str = "windows"
+                    ) -> argparse.ArgumentParser:
+    """``--features KIND`` and ``--windows K``: what a readout sees (:mod:`lsm.features`)."""
+    from lsm.features import DEFAULT_N_WINDOWS, READOUT_FEATURES
+
+    p = _parent()
+    p.add_argument("--features", choices=kinds or READOUT_FEATURES, default=default,
+                   help="readout features: spike counts in --windows time windows, spike "
+                        "rates, or spike counts")
+    p.add_argument("--windows", type=positive_int, default=DEFAULT_N_WINDOWS, metavar="K",
+                   dest="n_windows", help="time windows of --features windows")
     return p
 
 

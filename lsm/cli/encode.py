@@ -11,12 +11,13 @@ from lsm.cli.common import (
     chosen_dataset,
     dataset_options,
     json_parent,
+    positive_int,
     print_result,
     progress_parent,
     weights_parent,
 )
 from lsm.data.datasets import SPLITS
-from lsm.reservoir import FEATURES
+from lsm.features import DEFAULT_N_WINDOWS, FEATURES
 
 __all__ = ["register", "load_config", "config_parent"]
 
@@ -56,13 +57,13 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if dataset:
         r = encode_dataset_file(dataset, path, args.split, args.out, load_config(args, dataset),
                                 args.features, args.backend, args.cache, args.on_bad_sample,
-                                args.download, progress, args.weights)
+                                args.download, progress, args.weights, args.n_windows)
         text = (f"wrote {r['out']}: features {tuple(r['shape'])} from {r['samples']} samples of "
                 f"{dataset} {args.split}" + (" (cache hit)" if r["cache_hit"] else "")
                 + (f"; skipped {len(r['skipped'])} bad samples" if r["skipped"] else ""))
     elif args.input:
         r = encode_file(args.input, args.out, load_config(args), args.features, args.backend,
-                        progress, args.weights)
+                        progress, args.weights, args.n_windows)
         text = (f"wrote {r['out']}: features {tuple(r['shape'])} {r['dtype']} ({r['samples']} "
                 f"samples, {r['events']} events, weights {r['weights']})")
     else:
@@ -98,7 +99,10 @@ def register(sub) -> None:
     enc.add_argument("--out", required=True, metavar="FILE",
                      help="output .npz (written atomically)")
     enc.add_argument("--features", choices=FEATURES, default="rates",
-                     help="spike rates or counts per neuron, or the spikes per time bin")
+                     help="spike rates or counts per neuron, counts in --windows time windows, "
+                          "or the spikes per time bin")
+    enc.add_argument("--windows", type=positive_int, default=DEFAULT_N_WINDOWS, metavar="K",
+                     dest="n_windows", help="time windows of --features windows")
     enc.add_argument("--backend", choices=["numba", "torch"], default="numba",
                      help="event-driven Numba kernel, or the dense torch reference")
     enc.set_defaults(func=_cmd_encode)

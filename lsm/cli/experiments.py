@@ -11,6 +11,7 @@ from lsm.cli.common import (
     dataset_options,
     digit_list,
     emit,
+    features_parent,
     json_parent,
     n_seeds_parent,
     path_arg,
@@ -29,7 +30,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     dataset, path = chosen_dataset(args)
     cfg = SupervisedConfig(dataset, path, ReadoutConfig(kind=args.readout), args.n_seeds,
-                           args.weights, args.runs, args.cache)
+                           args.weights, args.runs, args.cache, features=args.features,
+                           n_windows=args.n_windows, baseline=not args.no_baseline)
     r = run_supervised(cfg, progress=not args.no_progress)
     emit(r, args.json, format_supervised(r))
     return 0
@@ -52,32 +54,34 @@ def _cmd_zeroshot(args: argparse.Namespace) -> int:
     from lsm.experiments.zeroshot import ZeroShotRunConfig, format_zeroshot, run_zeroshot
 
     cfg = ZeroShotRunConfig(args.nmnist, args.ntidigits, zeroshot_protocol_config(args),
-                            args.n_seeds, args.weights, args.runs, args.cache)
+                            args.n_seeds, args.weights, args.runs, args.cache,
+                            features=args.features, n_windows=args.n_windows)
     r = run_zeroshot(cfg, progress=not args.no_progress)
     emit(r, args.json, format_zeroshot(r))
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from lsm.experiments.demo import DemoConfig, format_demo, run_demo
+    from lsm.experiments.demo import DemoConfig, _summary, format_demo, run_demo
 
-    r = run_demo(DemoConfig(args.workdir, args.n_seeds), progress=not args.no_progress)
-    def summary(result: dict) -> dict:
-        return {k: v for k, v in result.items() if k != "per_seed"}
-
-    r_json = {"supervised": {k: summary(v) for k, v in r["supervised"].items()},
-              "zeroshot": summary(r["zeroshot"])}
-    emit(r_json, args.json, format_demo(r))
+    cfg = DemoConfig(args.workdir, args.n_seeds, args.weights, args.features, args.n_windows)
+    r = run_demo(cfg, progress=not args.no_progress)
+    emit(_summary(r), args.json, format_demo(r))
     return 0
 
 
 def register(sub) -> None:
-    common = [weights_parent(), runs_parent(), cache_parent(), json_parent(), progress_parent()]
+    from lsm.experiments.common import WEIGHT_SOURCES
+
+    common = [weights_parent(), features_parent(), runs_parent(), cache_parent(), json_parent(),
+              progress_parent()]
     tr = sub.add_parser("train", help="supervised readout on LSM features; test accuracy",
                         parents=[n_seeds_parent(1), *common])
     dataset_options(tr)
     tr.add_argument("--readout", choices=["linear", "mlp", "probe"], default="linear",
                     help="one linear layer, Linear-GELU-Linear, or logistic regression")
+    tr.add_argument("--no-baseline", action="store_true",
+                    help="skip the same readout on the input events (the 'no reservoir' line)")
     tr.set_defaults(func=_cmd_train)
 
     zs = sub.add_parser("zeroshot", help="contrastive heads; zero-shot cross-modal retrieval",
@@ -105,8 +109,13 @@ def register(sub) -> None:
                     help="folds of seen classes for --selection held-out-classes")
     zs.set_defaults(func=_cmd_zeroshot)
 
-    dm = sub.add_parser("demo", help="offline twins -> supervised and zero-shot results",
-                        parents=[n_seeds_parent(3), json_parent(), progress_parent()])
+    dm = sub.add_parser("demo", help="offline twins -> weights from the emulated chip -> "
+                                     "supervised (vs no reservoir) and zero-shot results",
+                        parents=[n_seeds_parent(3), features_parent(), json_parent(),
+                                 progress_parent()])
+    dm.add_argument("--weights", choices=WEIGHT_SOURCES, default="chip",
+                    help="reservoir weights: the emulated macro (a fresh die per reservoir), a "
+                         "simulated RRAM crossbar, or a Gaussian draw")
     dm.add_argument("--workdir", default="lsm-demo", metavar="DIR", type=path_arg,
                     help="working folder: twins/, the feature cache features/ and runs/")
     dm.set_defaults(func=_cmd_demo)

@@ -11,6 +11,7 @@ from lsm.data.datasets import ON_BAD_SAMPLE
 from lsm.data.formats import BadSampleError
 from lsm.data.transforms import Preprocessing
 from lsm.events import EventBatch
+from lsm.features import DEFAULT_N_WINDOWS, check_features, event_features
 from lsm.progress import progress_bar
 
 __all__ = ["StreamSet", "EncodedSet", "load_streams", "encode_dataset"]
@@ -89,23 +90,32 @@ def load_streams(dataset, preprocessing: Preprocessing, on_bad_sample: str = "er
 
 def encode_dataset(dataset, preprocessing: Preprocessing, lsm, features: str = "rates",
                    cache: FeatureCache | str | None = None, on_bad_sample: str = "error",
-                   progress: bool = True) -> EncodedSet:
+                   progress: bool = True, n_windows: int = DEFAULT_N_WINDOWS) -> EncodedSet:
     """Encode a dataset split with an LSM, through the feature cache when one is given.
 
+    ``lsm=None`` gives the same features of the input events themselves
+    (:func:`lsm.features.event_features`): the "no reservoir" baseline.
+
     The cache key covers the dataset's files, the preprocessing, the LSM config, the weights'
-    provenance and fingerprint, the feature kind and ``on_bad_sample``.
+    provenance and fingerprint, the feature kind (with its windows) and ``on_bad_sample``.
+    ``features`` and ``n_windows`` are those of :meth:`lsm.LSM.encode`.
     """
-    c = lsm.config
-    if (c.n_inputs, c.n_bins) != (preprocessing.n_channels, preprocessing.n_bins):
-        raise ValueError(
-            f"the preprocessing makes {preprocessing.n_channels} channels x "
-            f"{preprocessing.n_bins} bins, the LSM expects n_inputs={c.n_inputs}, "
-            f"n_bins={c.n_bins}"
-        )
+    k = check_features(features, n_windows, preprocessing.n_bins)
+    if lsm is None:
+        parts = {"lsm": None}
+    else:
+        c = lsm.config
+        if (c.n_inputs, c.n_bins) != (preprocessing.n_channels, preprocessing.n_bins):
+            raise ValueError(
+                f"the preprocessing makes {preprocessing.n_channels} channels x "
+                f"{preprocessing.n_bins} bins, the LSM expects n_inputs={c.n_inputs}, "
+                f"n_bins={c.n_bins}"
+            )
+        parts = {"lsm": c.to_dict(), "weights": lsm.provenance,
+                 "weights_sha256": lsm.weight_set.fingerprint()}
     key = cache_key(dataset=dataset.identity(), preprocessing=preprocessing.describe(),
-                    lsm=c.to_dict(), weights=lsm.provenance,
-                    weights_sha256=lsm.weight_set.fingerprint(), features=features,
-                    on_bad_sample=on_bad_sample, version=1)
+                    **parts, features=features, n_windows=k, on_bad_sample=on_bad_sample,
+                    version=1)
     cache = as_cache(cache)
     if cache is not None:
         hit = cache.load(key, required=("features", "labels", "sample_ids", "skipped"))
@@ -114,7 +124,10 @@ def encode_dataset(dataset, preprocessing: Preprocessing, lsm, features: str = "
             return EncodedSet(hit["features"], hit["labels"], hit["sample_ids"].tolist(),
                               skipped, True, key)
     streams = load_streams(dataset, preprocessing, on_bad_sample, progress)
-    feats = lsm.encode(streams.events, features=features, progress=progress)
+    if lsm is None:
+        feats = event_features(streams.events, features, k)
+    else:
+        feats = lsm.encode(streams.events, features=features, progress=progress, n_windows=k)
     if cache is not None:
         cache.store(key, features=feats, labels=streams.labels,
                     sample_ids=np.array(streams.sample_ids, dtype=str),

@@ -21,6 +21,7 @@ from lsm.config import LSMConfig
 from lsm.data.datasets import download_nmnist, download_ntidigits, nmnist, ntidigits
 from lsm.data.pipeline import EncodedSet, StreamSet, encode_dataset, load_streams
 from lsm.data.transforms import Preprocessing, nmnist_preprocessing, ntidigits_preprocessing
+from lsm.features import DEFAULT_N_WINDOWS
 
 __all__ = ["DatasetSpec", "DATASETS", "DATASET_NAMES", "dataset_spec", "open_split",
            "encode_split", "load_split", "sample_groups"]
@@ -124,10 +125,13 @@ def sample_groups(name: str, dataset, sample_ids) -> np.ndarray | None:
 
 
 def encode_split(name: str, path: str | os.PathLike, split: str, lsm, *, features: str = "rates",
-                 cache=None, on_bad_sample: str = "error", progress: bool = True
-                 ) -> EncodedSet:
+                 cache=None, on_bad_sample: str = "error", progress: bool = True,
+                 n_windows: int = DEFAULT_N_WINDOWS, n_bins: int | None = None) -> EncodedSet:
     """Dataset split -> the paper's preprocessing (with the LSM's number of bins) -> LSM
     features, through the feature cache when one is given.
+
+    ``lsm=None``: the same features of the preprocessed input events, no reservoir (the
+    baseline; ``n_bins`` then sets the preprocessing's bins, default the paper's encoder's).
 
     Returns
     -------
@@ -137,9 +141,11 @@ def encode_split(name: str, path: str | os.PathLike, split: str, lsm, *, feature
     """
     spec = dataset_spec(name)
     ds = spec.open(path, split, on_bad_sample=on_bad_sample)
-    pre = spec.preprocessing(n_bins=lsm.config.n_bins)
+    if lsm is not None:
+        n_bins = lsm.config.n_bins
+    pre = spec.preprocessing() if n_bins is None else spec.preprocessing(n_bins=n_bins)
     enc = encode_dataset(ds, pre, lsm, features=features, cache=cache,
-                         on_bad_sample=on_bad_sample, progress=progress)
+                         on_bad_sample=on_bad_sample, progress=progress, n_windows=n_windows)
     enc.groups = sample_groups(name, ds, enc.sample_ids)
     enc.preprocessing = pre
     return enc

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lsm.config import LSMConfig
+from lsm.features import DEFAULT_N_WINDOWS, check_features
 
 __all__ = ["read_event_file", "encode_file", "encode_dataset_file"]
 
@@ -83,7 +84,8 @@ def _preset_hint(data: dict, cfg: LSMConfig) -> str:
 
 
 def encode_file(input_path, out, cfg: LSMConfig, features: str = "rates",
-                backend: str = "numba", progress: bool = True, weights: str = "gaussian") -> dict:
+                backend: str = "numba", progress: bool = True, weights: str = "gaussian",
+                n_windows: int = DEFAULT_N_WINDOWS) -> dict:
     """Encode the events of an ``.npz`` (:func:`read_event_file`) into ``out``: ``features``,
     ``config_toml``, ``provenance_json`` and, when the input had them, ``labels``."""
     from lsm.experiments.common import make_weights
@@ -91,12 +93,14 @@ def encode_file(input_path, out, cfg: LSMConfig, features: str = "rates",
     from lsm.reservoir import LSM
 
     check_output_file(out, "--out")
+    check_features(features, n_windows, cfg.n_bins)
     if Path(out).resolve() == Path(input_path).resolve():
         raise ValueError(f"--out {out} is the input file: choose another name")
     events, labels = read_event_file(input_path, cfg)
     lsm = LSM(cfg, backend=backend, weights=make_weights(weights))
-    feats = lsm.encode(events, features=features, progress=progress)
+    feats = lsm.encode(events, features=features, progress=progress, n_windows=n_windows)
     arrays = {"features": feats, "config_toml": np.array(cfg.to_toml()),
+              "features_json": np.array(json.dumps(_features_record(features, n_windows))),
               "provenance_json": np.array(json.dumps(lsm.provenance))}
     if labels is not None:
         arrays["labels"] = labels
@@ -109,7 +113,8 @@ def encode_file(input_path, out, cfg: LSMConfig, features: str = "rates",
 def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
                         features: str = "rates", backend: str = "numba", cache=None,
                         on_bad_sample: str = "error", download: bool = False,
-                        progress: bool = True, weights: str = "gaussian") -> dict:
+                        progress: bool = True, weights: str = "gaussian",
+                        n_windows: int = DEFAULT_N_WINDOWS) -> dict:
     """Encode a dataset split (:func:`lsm.data.encode_split`) into ``out``: ``features``,
     ``labels``, ``sample_ids``, the config, the weights' provenance and the preprocessing.
     With ``download``, a missing dataset is fetched first (checksummed). ``weights``: a name of
@@ -120,15 +125,17 @@ def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
 
     # every path is checked before the work: a bad out is not found after the encoding
     check_output_file(out, "--out")
+    check_features(features, n_windows, cfg.n_bins)
     spec = dataset_spec(dataset)
     from lsm.experiments.common import make_weights
 
     if download and not _present(spec, Path(path), split):
         path = spec.download(path)
     lsm = LSM(cfg, backend=backend, weights=make_weights(weights))
-    enc = encode_split(dataset, path, split, lsm, features=features, cache=cache,
-                       on_bad_sample=on_bad_sample, progress=progress)
+    enc = encode_split(dataset, path, split, lsm, features=features, n_windows=n_windows,
+                       cache=cache, on_bad_sample=on_bad_sample, progress=progress)
     atomic_savez(out, features=enc.features, labels=enc.labels,
+                 features_json=np.array(json.dumps(_features_record(features, n_windows))),
                  sample_ids=np.array(enc.sample_ids, dtype=str),
                  config_toml=np.array(cfg.to_toml()),
                  provenance_json=np.array(json.dumps(lsm.provenance)),
@@ -145,3 +152,9 @@ def _present(spec, path: Path, split: str) -> bool:
     if spec.path_kind == "folder":
         return (path / SPLIT_FOLDERS[split]).is_dir()
     return path.exists()
+
+
+def _features_record(features: str, n_windows: int) -> dict:
+    """What the ``features`` array holds; "windows" rows are window-major (see
+    :mod:`lsm.features`)."""
+    return {"kind": features, "n_windows": n_windows if features == "windows" else 1}

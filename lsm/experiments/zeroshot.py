@@ -14,6 +14,7 @@ from lsm.contrastive.metrics import versus_chance
 from lsm.contrastive.zeroshot import ModalityData, ZeroShotConfig, zeroshot_protocol
 from lsm.data.datasets import SPLITS
 from lsm.experiments.common import WEIGHT_SOURCES, check_seeds
+from lsm.features import DEFAULT_N_WINDOWS, READOUT_FEATURES, check_features, describe_features
 from lsm.validation import check_choice
 
 __all__ = ["ZeroShotRunConfig", "encode_modalities", "run_zeroshot", "format_zeroshot",
@@ -47,6 +48,10 @@ class ZeroShotRunConfig:
         Feature cache folder.
     plots : bool
         Write the PNGs (training curves, similarity, confusion, embedding).
+    features : {"windows", "rates", "counts"}
+        What the heads see of each reservoir (:mod:`lsm.features`).
+    n_windows : int
+        Time windows of ``"windows"`` (at most the bins of either encoder).
     """
 
     nmnist: str | os.PathLike
@@ -57,18 +62,28 @@ class ZeroShotRunConfig:
     runs_dir: str | os.PathLike = "runs"
     cache: str | os.PathLike | None = None
     plots: bool = True
+    features: str = "windows"
+    n_windows: int = DEFAULT_N_WINDOWS
 
     def __post_init__(self) -> None:
+        from lsm.data.registry import dataset_spec
+
         check_choice("weights", self.weights, WEIGHT_SOURCES)
         check_seeds("ZeroShotRunConfig", self.n_seeds)
+        check_choice("features", self.features, READOUT_FEATURES)
+        for name in ("nmnist", "ntidigits"):
+            check_features(self.features, self.n_windows, dataset_spec(name).lsm_config().n_bins,
+                           READOUT_FEATURES)
         if not isinstance(self.protocol, ZeroShotConfig):
             raise TypeError(f"protocol must be a ZeroShotConfig, got "
                             f"{type(self.protocol).__name__}")
 
 
 def encode_modalities(nmnist_root, ntidigits_path, seed: int, weights: str = "gaussian",
-                      cache=None, progress: bool = True):
-    """Encode the four splits with reservoirs drawn with ``seed`` (the paper's encoders).
+                      cache=None, progress: bool = True, features: str = "rates",
+                      n_windows: int = DEFAULT_N_WINDOWS):
+    """Encode the four splits with reservoirs drawn with ``seed`` (the paper's encoders);
+    ``features`` and ``n_windows`` as in :meth:`lsm.LSM.encode`.
 
     Returns
     -------
@@ -92,7 +107,8 @@ def encode_modalities(nmnist_root, ntidigits_path, seed: int, weights: str = "ga
             ModalityData(dataset_spec(n).modality, e.features, e.labels, e.groups)
             for n in names
             for e in [encode_split(n, paths[n], split, lsms[n], cache=cache,
-                                   progress=progress)])
+                                   progress=progress, features=features,
+                                   n_windows=n_windows)])
     return (out, tuple(lsms[n].config for n in names),
             tuple(lsms[n].provenance for n in names))
 
@@ -113,7 +129,7 @@ def run_zeroshot(cfg: ZeroShotRunConfig, progress: bool = True) -> dict:
     per_seed, first = [], None
     for seed in range(cfg.n_seeds):
         data, cfgs, provs = encode_modalities(cfg.nmnist, cfg.ntidigits, seed, cfg.weights,
-                                              cache, progress)
+                                              cache, progress, cfg.features, cfg.n_windows)
         res = zeroshot_protocol(*data["train"], *data["test"], cfg.protocol, seed=seed,
                                 progress=progress)
         per_seed.append({"seed": seed, "metrics": res["metrics"], "selected": res["selected"],
@@ -130,6 +146,8 @@ def run_zeroshot(cfg: ZeroShotRunConfig, progress: bool = True) -> dict:
         chance = per_seed[0]["metrics"][block][direction][CHANCE[metric]]
         summary[f"{block}/{direction}/{metric}"] = versus_chance(vals, chance)
     result = {"seeds": cfg.n_seeds, "summary": summary, "per_seed": per_seed,
+              "features": describe_features(cfg.features, cfg.n_windows),
+              "weights": cfg.weights,
               "protocol": dataclasses.asdict(cfg.protocol),
               "data": {"nmnist": str(cfg.nmnist), "ntidigits": str(cfg.ntidigits)}}
     with run_directory(cfg.runs_dir, "zeroshot") as run:
@@ -202,7 +220,8 @@ def format_zeroshot(result: dict) -> str:
     """The summary as a table: mean +- std over seeds, chance, 95 % interval of the mean and
     the one-sided p-value of "above chance" (t-test over seeds, see :func:`versus_chance`)."""
     selection = result.get("protocol", {}).get("selection", "")
-    lines = [f"zero-shot over {result['seeds']} seed(s), selection on {selection}: "
+    lines = [f"zero-shot over {result['seeds']} seed(s), {result.get('features', 'rates')} "
+             f"features, selection on {selection}: "
              "mean +- std over seeds [chance], 95 % CI of the mean, p(above chance)"]
     for key, v in result["summary"].items():
         line = (f"  {key:<42} {100 * v['mean']:6.1f} +- {100 * v['std']:4.1f} %"
