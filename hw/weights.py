@@ -238,10 +238,11 @@ class EmulatedChipWeights:
                               g_unit_us=self.g_unit_us, offset=self.offset).build(config)
         finally:
             server.stop()
-        # the port is different every time: the provenance names the die instead, so that
-        # the feature cache recognises the same reservoir
+        # the port and the forming job's id are new every time: the provenance names the die
+        # instead, so that the feature cache recognises the same reservoir
         provenance = dict(ws.provenance, resource=f"emulator (die seed {config.seed})",
                           die_seed=config.seed)
+        provenance.pop("job_id", None)
         return WeightSet(ws.w_in, ws.w_rec, provenance)
 
 

@@ -445,6 +445,55 @@ def test_macro_weights_in_loop_runs_on_the_emulator():
     assert loop.sum() > 0 and (loop == static).mean() > 0.95
 
 
+def test_macro_in_loop_counts_time_windows_of_its_own_spikes():
+    """One in-loop pass records the rasters and the window counts together: the counts are the
+    rasters summed per window (the chip draws fresh noise each pass, so one pass it must be)."""
+    from hw.weights import MacroWeights
+    from lsm import LSM, EventBatch, LSMConfig
+    from test_features import windows_of_raster
+
+    cfg = LSMConfig(n_inputs=16, n_neurons=12, n_bins=15, seed=2, w_in_const=0.1,
+                    w_rec_const=0.1)
+    srv = EmulatorServer(0, EmulatedMacro(seed=2)).start()
+    try:
+        chip = LSM(cfg, weights=MacroWeights(srv.resource, mode="in_loop"))
+        x = EventBatch.from_raster((np.random.default_rng(3).random((9, 15, 16)) < 0.3)
+                                   .astype(np.uint8))
+        counts = np.zeros((9, 4, 12), np.int32)
+        spikes = np.zeros((9, 15, 12), np.uint8)
+        chip.weight_set.in_loop.encode(events=x, decay=0.9, v_th=5.0, reset="zero",
+                                       counts=counts, spikes=spikes, sample_offset=0)
+    finally:
+        srv.stop()
+    assert spikes.sum() > 0
+    np.testing.assert_array_equal(counts.reshape(9, -1), windows_of_raster(spikes, 4))
+
+
+def test_the_chip_weight_source_is_a_fresh_emulated_die_per_seed():
+    import hw.weights  # noqa: F401  (registers "chip")
+    from hw.weights import EmulatedChipWeights, MacroWeights
+    from lsm import LSM, LSMConfig
+    from lsm.experiments.common import make_weights
+
+    cfg = LSMConfig(n_inputs=16, n_neurons=12, n_bins=5, seed=4)
+    a = LSM(cfg, weights=make_weights("chip"))
+    b = LSM(cfg, weights=EmulatedChipWeights())
+    assert isinstance(make_weights("chip"), EmulatedChipWeights)
+    # the same die: the same weights and the same provenance (the feature cache's key)
+    np.testing.assert_array_equal(a.w_in, b.w_in)
+    assert a.provenance == b.provenance and a.provenance["source"] == "macro"
+    assert a.provenance["die_seed"] == 4 and "4" in a.provenance["resource"]
+    # what the lab path gives on that die, served by hand
+    srv = EmulatorServer(0, EmulatedMacro(seed=4)).start()
+    try:
+        lab = LSM(cfg, weights=MacroWeights(srv.resource))
+    finally:
+        srv.stop()
+    np.testing.assert_array_equal(a.w_rec, lab.w_rec)
+    other = LSM(cfg.replace(seed=5), weights=make_weights("chip"))
+    assert not np.array_equal(other.w_in, a.w_in)
+
+
 # ---------------------------------------------------------------- CLI and the real chip
 def test_cli_hw_commands(emulator, tmp_path, capsys):
     from lsm.cli import main
