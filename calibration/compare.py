@@ -104,6 +104,7 @@ def run_compare(cfg: CompareConfig, macro_weights, progress: bool = True) -> dic
     from lsm.crossbar.mapping import DifferentialMapping
     from lsm.data.registry import dataset_spec, load_split
     from lsm.experiments.common import write_run_files
+    from lsm.features import event_features
     from lsm.readout import ReadoutConfig, fit_readout
     from lsm.runs import run_directory
     from lsm.weights import TwinWeights
@@ -143,6 +144,10 @@ def run_compare(cfg: CompareConfig, macro_weights, progress: bool = True) -> dic
             row["draws"] = len(per)
             row["spread"] = {k: float(np.std([p[k] for p in per], ddof=1)) for k in per[0]}
         rows[name] = row
+    # every supervised result beside the same readout on the input events ("no reservoir")
+    readout = fit_readout(event_features(x_tr, "rates"), y_tr, ReadoutConfig(kind="probe"),
+                          seed=cfg.seed)
+    no_reservoir = float((readout.predict(event_features(x_te, "rates")) == y_te).mean())
     chip, twin = rows["chip"], rows["twin-draw"]
     # no spread among the draws: the z-score is undefined (None), never "typical"
     twin["chip_z"] = {k: (chip[k] - twin[k]) / twin["spread"][k] if twin["spread"][k] > 0
@@ -154,7 +159,8 @@ def run_compare(cfg: CompareConfig, macro_weights, progress: bool = True) -> dic
     result = {"calibration": str(cfg.calibration), "sha256": cal.sha256,
               "dataset": cfg.dataset, "data_path": str(cfg.data_path),
               "n_train": int(len(y_tr)), "n_test": int(len(y_te)), "n_neurons": cfg.n_neurons,
-              "chance": 1.0 / len(np.unique(y_tr)), "block": list(block), "sources": rows}
+              "chance": 1.0 / len(np.unique(y_tr)), "block": list(block), "sources": rows,
+              "no_reservoir_accuracy": no_reservoir}
     with run_directory(cfg.runs_dir, "calibrate-compare") as run:
         png = _plot(rows, feats, run / "compare.png")
         result.update(run_dir=str(run), png=str(png))
@@ -205,6 +211,9 @@ def format_compare(result: dict) -> str:
         lines.append(f"{name:<10} {r.get('draws', 1):>5} {acc:>14} {rate:>16} {wstd:>14}{tail}")
     z = {k: ("undefined (the draws do not differ)" if v is None else f"{v:+.2f}")
          for k, v in result["sources"]["twin-draw"]["chip_z"].items()}
+    if "no_reservoir_accuracy" in result:
+        lines.append(f"{'no reservoir':<16} {100 * result['no_reservoir_accuracy']:>14.1f}"
+                     "   (the same readout on the input events' rates)")
     lines.append("the chip among the twin's draws (z-score; |z| < 2: a typical draw): accuracy "
                  f"{z['accuracy']}, mean rate {z['mean_rate']}, weight spread {z['w_std']}")
     lines.append(f"run directory: {result['run_dir']}")

@@ -281,5 +281,6 @@ def test_cli_run_report_compare_end_to_end(tmp_path, capsys):
     finally:
         srv.stop()
     assert set(res["sources"]) == {"chip", "twin-draw", "twin-map", "gaussian"}
+    assert res["chance"] < res["no_reservoir_accuracy"] <= 1  # printed beside the reservoirs
     assert Path(res["png"]).exists() and (Path(res["run_dir"]) / "config.toml").exists()
     assert res["sha256"] == read_calibration(out).sha256
