@@ -448,9 +448,10 @@ def test_macro_weights_in_loop_runs_on_the_emulator():
 def test_macro_in_loop_counts_time_windows_of_its_own_spikes():
     """One in-loop pass records the rasters and the window counts together: the counts are the
     rasters summed per window (the chip draws fresh noise each pass, so one pass it must be)."""
+    from test_features import windows_of_raster
+
     from hw.weights import MacroWeights
     from lsm import LSM, EventBatch, LSMConfig
-    from test_features import windows_of_raster
 
     cfg = LSMConfig(n_inputs=16, n_neurons=12, n_bins=15, seed=2, w_in_const=0.1,
                     w_rec_const=0.1)
