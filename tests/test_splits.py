@@ -86,11 +86,59 @@ def test_the_study_runs_every_split_and_summarises_it(twins, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_splits"] == 3
     resolved = tomllib.loads((run / "config.toml").read_text())
-    assert resolved["run"]["splits"] == 3 and resolved["seeds"] == [0, 1]
+    assert resolved["study"]["splits"] == 3 and resolved["seeds"] == [0, 1]
     assert "numpy" in resolved["versions"]
+    again_cfg = ClassSplitsConfig.from_toml(run / "config.toml")
+    assert again_cfg.protocol == FAST and again_cfg.nmnist == str(nm.resolve())
     text = format_class_splits(r)
     assert "unseen/audio -> image" in text and "worst split" in text
     # the same study again comes from the feature cache and gives the same numbers
     again = run_class_splits(cfg, progress=False)
     assert [x["unseen/audio_to_image/top1"] for x in again["per_split"]] == \
         [x["unseen/audio_to_image/top1"] for x in r["per_split"]]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--splits", "37"], "splits must be <= 36"),
+    (["--splits", "some"], "argument --splits"),
+    (["--nmnist", "x"], "give --nmnist and --ntidigits together"),
+    (["--n-unseen", "7"], "n_unseen must be <= 5"),
+    (["--config", "nosuch.toml"], "nosuch.toml"),
+])
+def test_cli_user_errors(argv, message, capsys, tmp_path):
+    from lsm.cli import main
+
+    assert main(["study", "splits", "--runs", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_refuses_an_unknown_key_in_the_config(tmp_path, capsys):
+    from lsm.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[study]\nstudy = "splits"\nsplits = 3\n[study.protocol]\nepoch = 5\n')
+    assert main(["study", "splits", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "protocol: unknown key(s) ['epoch']" in err and "bad.toml" in err
+
+
+def test_the_shipped_config_loads():
+    from pathlib import Path
+
+    cfg = ClassSplitsConfig.from_toml(Path(__file__).parents[1] / "examples" / "configs"
+                                      / "study_splits.toml")
+    assert cfg.splits == "all" and len(class_splits(cfg)) == 36 and cfg.protocol.epochs == 100
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(twins, tmp_path, capsys):
+    from lsm.cli import main
+
+    nm, td = twins
+    assert main(["study", "splits", "--nmnist", str(nm), "--ntidigits", str(td), "--splits",
+                 "2", "--epochs", "4", "--runs", str(tmp_path / "runs"), "--no-progress",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_splits"] == 2 and "per_split" not in out
+    assert out["summary"]["unseen/audio_to_image"]["n"] == 2

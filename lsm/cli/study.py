@@ -1,4 +1,5 @@
-"""``lsm study features|size|nonideality``: thin handlers over :mod:`lsm.experiments.studies`.
+"""``lsm study features|size|nonideality|splits``: thin handlers over
+:mod:`lsm.experiments.studies` and :mod:`lsm.experiments.splits`.
 
 Settings come from the study config's defaults, then ``--config FILE.toml`` (a ``[study]``
 table), then the options given on the command line. A dataset is chosen by its option:
@@ -93,6 +94,44 @@ def _handler(name: str):
     return run
 
 
+def _splits_config(args: argparse.Namespace):
+    """The class-splits config of ``lsm study splits``'s options over ``--config``."""
+    from lsm.experiments.splits import ClassSplitsConfig
+
+    cfg = ClassSplitsConfig.from_toml(args.config) if args.config is not None \
+        else ClassSplitsConfig()
+    changes = {field: getattr(args, opt) for opt, field in (
+        ("n_seeds", "n_seeds"), ("workdir", "workdir"), ("runs", "runs_dir"),
+        ("splits", "splits"), ("n_unseen", "n_unseen"), ("split_seed", "split_seed"),
+        ("weights", "weights"), ("features", "features"), ("n_windows", "n_windows"),
+        ("cache", "cache"))
+        if getattr(args, opt, None) is not None}
+    if (args.nmnist is None) != (args.ntidigits is None):
+        raise ValueError("lsm study splits: give --nmnist and --ntidigits together, or "
+                         "neither (the demo twins)")
+    if args.nmnist is not None:
+        changes.update(nmnist=args.nmnist, ntidigits=args.ntidigits)
+    if args.epochs is not None:
+        changes["protocol"] = dataclasses.replace(cfg.protocol, epochs=args.epochs)
+    return dataclasses.replace(cfg, **changes)
+
+
+def _run_splits(args: argparse.Namespace) -> int:
+    from lsm.experiments.splits import format_class_splits, run_class_splits
+
+    cfg = _splits_config(args)
+    if cfg.weights == "chip":
+        import hw.weights  # noqa: F401  (registers the "chip" weight source)
+    r = run_class_splits(cfg, progress=not args.no_progress)
+    emit(r, args.json, format_class_splits(r), leave_out=("per_split",))
+    return 0
+
+
+def _split_count(text: str):
+    """An argparse ``type``: ``all`` or a number of random splits >= 1."""
+    return "all" if text == "all" else positive_int(text)
+
+
 def _common_options(p: argparse.ArgumentParser, name: str, default_seeds: int) -> None:
     from lsm.data.registry import DATASETS
 
@@ -148,7 +187,7 @@ def register(sub) -> None:
     from lsm.features import READOUT_FEATURES
 
     st = sub.add_parser("study", help="accuracy studies: readout features, reservoir size, "
-                                      "RRAM non-idealities")
+                                      "RRAM non-idealities, zero-shot class splits")
     st_sub = st.add_subparsers(dest="study_command", required=True)
 
     fe = st_sub.add_parser("features", help="each readout feature kind on each dataset: LSM "
@@ -197,3 +236,34 @@ def register(sub) -> None:
                          f"{','.join(d.in_loop)})")
     _feature_options(ni)
     ni.set_defaults(func=_handler("nonideality"))
+
+    sp = st_sub.add_parser("splits", help="zero-shot over every pair (or K random splits) of "
+                                          "unseen digits: the distribution against chance")
+    sp.add_argument("--config", metavar="FILE.toml", type=path_arg,
+                    help="settings from a [study] table (e.g. examples/configs/"
+                         "study_splits.toml); the options given here override it")
+    sp.add_argument("--nmnist", metavar="DIR", type=path_arg,
+                    help="N-MNIST folder (with --ntidigits; neither: the demo twins)")
+    sp.add_argument("--ntidigits", metavar="FILE", type=path_arg,
+                    help="N-TIDIGITS .hdf5 file (with --nmnist)")
+    sp.add_argument("--splits", type=_split_count, metavar="all|K",
+                    help="every combination of unseen digits, or K random ones (default: 10)")
+    sp.add_argument("--n-unseen", type=positive_int, metavar="N",
+                    help="digits held out per split (default: 2)")
+    sp.add_argument("--split-seed", type=int, metavar="N",
+                    help="seed of the random splits (default: 0)")
+    sp.add_argument("--epochs", type=positive_int, metavar="N",
+                    help="epochs of each training of the heads (default: 100)")
+    sp.add_argument("--weights", choices=WEIGHT_SOURCES,
+                    help="reservoir weights (default: gaussian)")
+    sp.add_argument("--cache", metavar="DIR", type=path_arg, help="feature cache folder")
+    sp.add_argument("--workdir", metavar="DIR", type=path_arg,
+                    help="where the demo twins are, made on first use (default: lsm-demo)")
+    sp.add_argument("--n-seeds", type=positive_int, metavar="N",
+                    help="reservoir draws, each running every split (default: 1)")
+    sp.add_argument("--runs", metavar="DIR", type=path_arg,
+                    help="parent folder of run directories (default: runs)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument("--no-progress", action="store_true", help="no progress lines")
+    _feature_options(sp)
+    sp.set_defaults(func=_run_splits)

@@ -18,13 +18,16 @@ import dataclasses
 import itertools
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from lsm.contrastive.zeroshot import ZeroShotConfig
 from lsm.experiments.common import WEIGHT_SOURCES, check_seeds
+from lsm.experiments.studies import StudyFile
 from lsm.features import DEFAULT_N_WINDOWS, READOUT_FEATURES
 from lsm.validation import check_choice, check_int
 
@@ -36,8 +39,10 @@ DIRECTIONS = ("audio_to_image", "image_to_audio")
 
 
 @dataclass(frozen=True)
-class ClassSplitsConfig:
-    """Zero-shot over many class splits.
+class ClassSplitsConfig(StudyFile):
+    """Zero-shot over many class splits (``lsm study splits``; a ``[study]`` TOML table with
+    ``study = "splits"``, ``protocol`` a ``[study.protocol]`` table of
+    :class:`~lsm.contrastive.ZeroShotConfig` fields, read by :meth:`from_toml`).
 
     Parameters
     ----------
@@ -81,11 +86,20 @@ class ClassSplitsConfig:
     runs_dir: str | os.PathLike = "runs"
     cache: str | os.PathLike | None = None
 
+    study: ClassVar[str] = "splits"
+
     def __post_init__(self) -> None:
         owner = "ClassSplitsConfig"
+        object.__setattr__(self, "protocol", _as_protocol(owner, self.protocol))
+        if isinstance(self.splits, str) and self.splits != "all":
+            raise ValueError(f"{owner}.splits must be 'all' or a number of random splits, got "
+                             f"{self.splits!r}")
         if (self.nmnist is None) != (self.ntidigits is None):
             raise ValueError(f"{owner}: give both nmnist and ntidigits, or neither (the demo "
                              "twins)")
+        if isinstance(self.classes, (str, bytes, Mapping)) or not hasattr(self.classes,
+                                                                           "__iter__"):
+            raise ValueError(f"{owner}.classes must be a list of digits, got {self.classes!r}")
         classes = tuple(self.classes)
         if len(set(classes)) != len(classes) or not all(
                 isinstance(c, (int, np.integer)) and 0 <= c <= 9 for c in classes):
@@ -109,6 +123,24 @@ class ClassSplitsConfig:
         """The protocol of the split holding out ``unseen``: the other classes are seen."""
         seen = tuple(c for c in self.classes if c not in unseen)
         return dataclasses.replace(self.protocol, seen=seen, unseen=tuple(unseen))
+
+
+def _as_protocol(owner: str, value) -> ZeroShotConfig:
+    """A ZeroShotConfig, or a table of its fields (lists become tuples)."""
+    if isinstance(value, ZeroShotConfig):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{owner}.protocol must be a ZeroShotConfig or a table of its fields, "
+                        f"got {type(value).__name__}")
+    known = [f.name for f in dataclasses.fields(ZeroShotConfig)]
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValueError(f"{owner}.protocol: unknown key(s) {unknown}; known: {', '.join(known)}")
+    try:
+        return ZeroShotConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in value.items()})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{owner}.protocol: {exc}") from None
 
 
 def _n_combinations(n: int, k: int) -> int:
@@ -184,8 +216,11 @@ def run_class_splits(cfg: ClassSplitsConfig, progress: bool = True) -> dict:
     with run_directory(cfg.runs_dir, "study-splits") as run:
         result["run_dir"] = str(run)
         result["png"] = str(_plot(run / "class_splits.png", cfg, rows, summary))
-        write_run_files(run, {"run": cfg, "seeds": list(range(cfg.n_seeds)),
-                              "data_paths": {"nmnist": str(nm), "ntidigits": str(td)}}, result)
+        # the resolved config, re-loadable with from_toml (absolute dataset paths)
+        resolved = dataclasses.replace(cfg, nmnist=str(Path(nm).resolve()),
+                                       ntidigits=str(Path(td).resolve()))
+        write_run_files(run, {"study": resolved.to_dict(), "seeds": list(range(cfg.n_seeds))},
+                        result)
     if progress:
         print(f"class splits: {len(rows)} protocol runs", file=sys.stderr)
     return result

@@ -57,7 +57,8 @@ from lsm.features import DEFAULT_N_WINDOWS, READOUT_FEATURES, check_features, de
 from lsm.readout import ReadoutConfig
 from lsm.validation import InvalidTypeError, check_choice, check_int, check_number
 
-__all__ = ["STUDIES", "NONIDEALITIES", "NONIDEALITY_DEFAULTS", "IN_LOOP_DEFAULT", "STUCK_STATES",
+__all__ = ["StudyFile", "STUDIES", "NONIDEALITIES", "NONIDEALITY_DEFAULTS", "IN_LOOP_DEFAULT",
+           "STUCK_STATES",
            "SIZE_WEIGHTS", "RUN_RECORDS", "FeaturesStudyConfig", "SizeStudyConfig",
            "NonidealityStudyConfig", "STUDY_CONFIGS", "run_features_study", "run_size_study",
            "run_nonideality_study", "format_features_study", "format_size_study",
@@ -171,56 +172,11 @@ def _as_readout(owner: str, value: Any) -> ReadoutConfig:
 
 
 # ---------------------------------------------------------------------- configs
-@dataclass(frozen=True, kw_only=True)
-class _StudyConfig:
-    """Settings every study shares (documented on each study's config)."""
+class StudyFile:
+    """What makes a study config a file: a ``[study]`` TOML table, read and written (a
+    frozen dataclass with a ``study`` class attribute naming the study)."""
 
     study: ClassVar[str] = ""
-
-    n_seeds: int = 2
-    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
-    nmnist: str | os.PathLike | None = None
-    ntidigits: str | os.PathLike | None = None
-    workdir: str | os.PathLike = "lsm-demo"
-    runs_dir: str | os.PathLike = "runs"
-    lsm_overrides: dict = field(default_factory=dict)
-
-    def _check_common(self) -> None:
-        owner = type(self).__name__
-        check_seeds(owner, self.n_seeds)
-        object.__setattr__(self, "readout", _as_readout(owner, self.readout))
-        for name in _PATH_FIELDS:
-            _check_path(owner, name, getattr(self, name), name in DATASET_NAMES)
-        check_lsm_overrides(owner, self.lsm_overrides)
-        object.__setattr__(self, "lsm_overrides", dict(self.lsm_overrides))
-
-    def _set_list(self, name: str, check_item) -> tuple:
-        values = _value_list(type(self).__name__, name, getattr(self, name), check_item)
-        object.__setattr__(self, name, values)
-        return values
-
-    def _datasets(self) -> tuple:
-        return (self.dataset,)  # overridden by the features study
-
-    def lsm_config(self, dataset: str, seed: int = 0, **changes: Any) -> LSMConfig:
-        """The encoder of reservoir ``seed`` on ``dataset``: the paper's, with
-        ``lsm_overrides`` and ``changes``."""
-        from lsm.data.registry import dataset_spec
-
-        return dataset_spec(dataset).lsm_config(**{**self.lsm_overrides, **changes,
-                                                   "seed": seed})
-
-    def _check_encoders(self, **changes: Any) -> None:
-        for name in self._datasets():
-            try:
-                self.lsm_config(name, 0, **changes)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{type(self).__name__}.lsm_overrides on {name}: {exc}") \
-                    from None
-
-    def path_of(self, dataset: str) -> str | os.PathLike | None:
-        """The configured path of ``dataset`` (None: the demo twin under ``workdir``)."""
-        return getattr(self, dataset)
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:
@@ -295,6 +251,58 @@ class _StudyConfig:
             if isinstance(p, str) and p.strip() and not Path(p).is_absolute():
                 data[name] = str(path.parent / p)
         return cls.from_dict(data, source=str(path))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _StudyConfig(StudyFile):
+    """Settings every study shares (documented on each study's config)."""
+
+    study: ClassVar[str] = ""
+
+    n_seeds: int = 2
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    nmnist: str | os.PathLike | None = None
+    ntidigits: str | os.PathLike | None = None
+    workdir: str | os.PathLike = "lsm-demo"
+    runs_dir: str | os.PathLike = "runs"
+    lsm_overrides: dict = field(default_factory=dict)
+
+    def _check_common(self) -> None:
+        owner = type(self).__name__
+        check_seeds(owner, self.n_seeds)
+        object.__setattr__(self, "readout", _as_readout(owner, self.readout))
+        for name in _PATH_FIELDS:
+            _check_path(owner, name, getattr(self, name), name in DATASET_NAMES)
+        check_lsm_overrides(owner, self.lsm_overrides)
+        object.__setattr__(self, "lsm_overrides", dict(self.lsm_overrides))
+
+    def _set_list(self, name: str, check_item) -> tuple:
+        values = _value_list(type(self).__name__, name, getattr(self, name), check_item)
+        object.__setattr__(self, name, values)
+        return values
+
+    def _datasets(self) -> tuple:
+        return (self.dataset,)  # overridden by the features study
+
+    def lsm_config(self, dataset: str, seed: int = 0, **changes: Any) -> LSMConfig:
+        """The encoder of reservoir ``seed`` on ``dataset``: the paper's, with
+        ``lsm_overrides`` and ``changes``."""
+        from lsm.data.registry import dataset_spec
+
+        return dataset_spec(dataset).lsm_config(**{**self.lsm_overrides, **changes,
+                                                   "seed": seed})
+
+    def _check_encoders(self, **changes: Any) -> None:
+        for name in self._datasets():
+            try:
+                self.lsm_config(name, 0, **changes)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{type(self).__name__}.lsm_overrides on {name}: {exc}") \
+                    from None
+
+    def path_of(self, dataset: str) -> str | os.PathLike | None:
+        """The configured path of ``dataset`` (None: the demo twin under ``workdir``)."""
+        return getattr(self, dataset)
 
 
 @dataclass(frozen=True, kw_only=True)
