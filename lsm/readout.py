@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsm.metrics import confusion_matrix, group_holdout_mask
+from lsm.torch_backend import torch_threads
 
 __all__ = ["ReadoutConfig", "Readout", "fit_readout", "train_and_test", "split_train_val"]
 
@@ -96,7 +97,13 @@ class Readout:
 
 def fit_readout(x: np.ndarray, y: np.ndarray, cfg: ReadoutConfig = ReadoutConfig(),
                 seed: int = 0, groups: np.ndarray | None = None) -> Readout:
-    """Fit on the training split, with validation carved from it (the test split is not seen)."""
+    """Fit on the training split, with validation carved from it (the test split is not seen).
+    Trains with one torch thread (see :func:`lsm.torch_backend.torch_threads`)."""
+    with torch_threads(1):
+        return _fit_readout(x, y, cfg, seed, groups)
+
+
+def _fit_readout(x, y, cfg: ReadoutConfig, seed: int, groups) -> Readout:
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     _check_features(x, y, "training")

@@ -38,6 +38,7 @@ from lsm.contrastive.metrics import (
 )
 from lsm.metrics import group_holdout_mask
 from lsm.progress import progress_bar
+from lsm.torch_backend import torch_threads
 
 __all__ = ["ModalityData", "ZeroShotConfig", "ZeroShotModel", "SELECTIONS", "validate_inputs",
            "epoch_pairs", "train_heads", "class_folds", "split_validation", "validation_mask",
@@ -303,7 +304,7 @@ def fit(vision: ModalityData, audio: ModalityData, cfg: ZeroShotConfig = ZeroSho
     grid = list(itertools.product(cfg.embed_dims, cfg.temperatures))
     trainings = len(grid) * (1 if cfg.selection == "seen_samples" else cfg.n_class_folds + 1)
     with progress_bar(total=trainings * cfg.epochs, desc=f"heads (seed {seed})", unit="epoch",
-                      disable=not progress, leave=False) as bar:
+                      disable=not progress, leave=False) as bar, torch_threads(1):
         return _fit(vision, audio, cfg, seed, on_epoch, rng, grid, bar)
 
 

@@ -36,7 +36,6 @@ used (made on first use, about 30 s).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import numbers
@@ -55,6 +54,7 @@ from lsm.data.registry import DATASET_NAMES
 from lsm.experiments.common import WEIGHT_SOURCES, check_lsm_overrides, check_seeds
 from lsm.features import DEFAULT_N_WINDOWS, READOUT_FEATURES, check_features, describe_features
 from lsm.readout import ReadoutConfig
+from lsm.torch_backend import torch_threads
 from lsm.validation import InvalidTypeError, check_choice, check_int, check_number
 
 __all__ = ["StudyFile", "STUDIES", "NONIDEALITIES", "NONIDEALITY_DEFAULTS", "IN_LOOP_DEFAULT",
@@ -494,18 +494,6 @@ def _say(progress: bool, text: str) -> None:
         print(f"lsm study: {text}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _check_inputs(cfg: _StudyConfig) -> None:
     """Before any work: the runs folder is writable and every named dataset path exists."""
     from lsm.data.registry import dataset_spec
@@ -642,7 +630,7 @@ def run_features_study(cfg: FeaturesStudyConfig, progress: bool = True) -> dict:
     names = [describe_features(kind, k) for kind, k in rows]
     results, chance, lsm_dicts = {}, {}, {}
     total, done = len(cfg.datasets) * cfg.n_seeds * len(rows), 0
-    with _one_torch_thread():
+    with torch_threads(1):
         for name in cfg.datasets:
             base = cfg.lsm_config(name)
             lsm_dicts[name] = base.to_dict()
@@ -726,7 +714,7 @@ def run_size_study(cfg: SizeStudyConfig, progress: bool = True) -> dict:
     base = cfg.lsm_config(cfg.dataset)
     data = _load(cfg.dataset, paths[cfg.dataset], base.n_bins, progress)
     total, done = len(cfg.n_neurons) * cfg.n_seeds, 0
-    with _one_torch_thread():
+    with torch_threads(1):
         inputs = _inputs(data, cfg.features, cfg.n_windows)
         baseline = [{"seed": s, **_fit(*inputs, data, cfg.readout, s)}
                     for s in range(cfg.n_seeds)]
@@ -849,7 +837,7 @@ def run_nonideality_study(cfg: NonidealityStudyConfig, progress: bool = True) ->
     total = cfg.n_seeds * sum(len(getattr(cfg, p)) for p in cfg.panels)
     done = 0
     timing = {"in the loop": [], "map read": []}
-    with _one_torch_thread():
+    with torch_threads(1):
         inputs = _inputs(data, *kind)
         baseline = [{"seed": s, **_fit(*inputs, data, cfg.readout, s)}
                     for s in range(cfg.n_seeds)]
