@@ -27,7 +27,7 @@ import numpy as np
 
 from lsm.contrastive.zeroshot import ZeroShotConfig
 from lsm.experiments.common import WEIGHT_SOURCES, check_seeds
-from lsm.experiments.studies import StudyFile
+from lsm.experiments.studies import StudyFile, settings_table
 from lsm.features import DEFAULT_N_WINDOWS, READOUT_FEATURES
 from lsm.validation import check_choice, check_int
 
@@ -90,7 +90,8 @@ class ClassSplitsConfig(StudyFile):
 
     def __post_init__(self) -> None:
         owner = "ClassSplitsConfig"
-        object.__setattr__(self, "protocol", _as_protocol(owner, self.protocol))
+        object.__setattr__(self, "protocol", settings_table(owner, "protocol", ZeroShotConfig,
+                                                          self.protocol))
         if isinstance(self.splits, str) and self.splits != "all":
             raise ValueError(f"{owner}.splits must be 'all' or a number of random splits, got "
                              f"{self.splits!r}")
@@ -123,24 +124,6 @@ class ClassSplitsConfig(StudyFile):
         """The protocol of the split holding out ``unseen``: the other classes are seen."""
         seen = tuple(c for c in self.classes if c not in unseen)
         return dataclasses.replace(self.protocol, seen=seen, unseen=tuple(unseen))
-
-
-def _as_protocol(owner: str, value) -> ZeroShotConfig:
-    """A ZeroShotConfig, or a table of its fields (lists become tuples)."""
-    if isinstance(value, ZeroShotConfig):
-        return value
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{owner}.protocol must be a ZeroShotConfig or a table of its fields, "
-                        f"got {type(value).__name__}")
-    known = [f.name for f in dataclasses.fields(ZeroShotConfig)]
-    unknown = sorted(set(value) - set(known))
-    if unknown:
-        raise ValueError(f"{owner}.protocol: unknown key(s) {unknown}; known: {', '.join(known)}")
-    try:
-        return ZeroShotConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                 for k, v in value.items()})
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{owner}.protocol: {exc}") from None
 
 
 def _n_combinations(n: int, k: int) -> int:

@@ -57,8 +57,8 @@ from lsm.readout import ReadoutConfig
 from lsm.torch_backend import torch_threads
 from lsm.validation import InvalidTypeError, check_choice, check_int, check_number
 
-__all__ = ["StudyFile", "STUDIES", "NONIDEALITIES", "NONIDEALITY_DEFAULTS", "IN_LOOP_DEFAULT",
-           "STUCK_STATES",
+__all__ = ["StudyFile", "settings_table", "STUDIES", "NONIDEALITIES", "NONIDEALITY_DEFAULTS",
+           "IN_LOOP_DEFAULT", "STUCK_STATES",
            "SIZE_WEIGHTS", "RUN_RECORDS", "FeaturesStudyConfig", "SizeStudyConfig",
            "NonidealityStudyConfig", "STUDY_CONFIGS", "run_features_study", "run_size_study",
            "run_nonideality_study", "format_features_study", "format_size_study",
@@ -151,24 +151,32 @@ def _choices(owner: str, choices: tuple):
     return check
 
 
+def settings_table(owner: str, name: str, cls: type, value: Any):
+    """``value`` as a ``cls`` (a settings dataclass): itself, or a table of its fields (TOML
+    lists become tuples); an unknown key or a bad value is an error naming ``owner.name``."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidTypeError(f"{owner}.{name} must be a table of {cls.__name__} fields, got "
+                               f"{value!r}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValueError(f"{owner}.{name}: unknown key(s) {unknown}; known: {', '.join(known)}")
+    try:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{owner}.{name}: {exc}") from None
+
+
 def _as_readout(owner: str, value: Any) -> ReadoutConfig:
     """A ReadoutConfig, a readout kind, or a table of ReadoutConfig fields."""
-    if isinstance(value, ReadoutConfig):
-        return value
     if isinstance(value, str):
         return ReadoutConfig(kind=value)
-    if isinstance(value, Mapping):
-        known = [f.name for f in dataclasses.fields(ReadoutConfig)]
-        unknown = sorted(set(value) - set(known))
-        if unknown:
-            raise ValueError(f"{owner}.readout: unknown key(s) {unknown}; known: "
-                             f"{', '.join(known)}")
-        try:
-            return ReadoutConfig(**value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{owner}.readout: {exc}") from None
-    raise InvalidTypeError(f"{owner}.readout must be a readout kind ('linear', 'mlp', 'probe') "
-                           f"or a table of ReadoutConfig fields, got {value!r}")
+    if not isinstance(value, (ReadoutConfig, Mapping)):
+        raise InvalidTypeError(f"{owner}.readout must be a readout kind ('linear', 'mlp', "
+                               f"'probe') or a table of ReadoutConfig fields, got {value!r}")
+    return settings_table(owner, "readout", ReadoutConfig, value)
 
 
 # ---------------------------------------------------------------------- configs
