@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lsm.cli import bench, calibrate, crossbar, data, encode, experiments, hw, study
+from lsm.cli import bench, calibrate, crossbar, data, encode, experiments, hw, study, sweep
 from lsm.cli.common import CLIError, Parser
 
 __all__ = ["main", "build_parser", "CLIError", "Terminated", "EXAMPLES", "GROUPS"]
@@ -35,7 +35,7 @@ EXAMPLES = """examples:
 """
 
 #: command groups, in the order of ``lsm --help``
-GROUPS = (experiments, study, encode, data, bench, crossbar, hw, calibrate)
+GROUPS = (experiments, study, encode, data, bench, crossbar, hw, calibrate, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
