@@ -100,7 +100,7 @@ def run_section(heading: str, cwd: Path, twins: Path | None = None) -> subproces
 def test_every_code_block_is_run_by_a_test():
     """A new section with code must be added below, or its blocks would go untested."""
     assert set(SECTIONS) == {"Quick start", "Use", "Datasets",
-                             "Supervised readouts and zero-shot learning",
+                             "Supervised readouts and zero-shot learning", "Studies and sweeps",
                              "The lab: driving the macro",
                              "Calibration: the chip you measured, on your laptop",
                              "The RRAM crossbar"}
@@ -133,8 +133,34 @@ def test_datasets(tmp_path):
 def test_supervised_and_zeroshot(tmp_path, small_twins):
     run = run_section("Supervised readouts and zero-shot learning", tmp_path, small_twins)
     kinds = sorted(p.name.split("-2")[0] for p in (tmp_path / "runs").iterdir())
-    assert kinds == ["train-cost", "train-nmnist", "train-nmnist", "zeroshot", "zeroshot"], kinds
+    assert kinds == ["train-cost", "train-nmnist", "train-nmnist", "train-ntidigits", "zeroshot",
+                     "zeroshot"], kinds
     assert "ratio (RNN / LSM)" in run.stdout
+    assert run.stdout.count("no reservoir  test accuracy") == 2
+
+
+@pytest.mark.slow
+def test_studies_and_sweeps(tmp_path, small_twins):
+    """The studies and the sweep as written, on small twins at the demo's place; the splits
+    study on 2 splits of few epochs and the sweep on 3 trials (options given later win)."""
+    (tmp_path / "lsm-demo").mkdir()
+    (tmp_path / "lsm-demo" / "twins").symlink_to(small_twins, target_is_directory=True)
+    blocks = [(lang, body.replace("study_splits.toml", "study_splits.toml --splits 2 --epochs 4")
+               .replace("--n-trials 30", "--n-trials 3"))
+              for lang, body in SECTIONS["Studies and sweeps"]]
+    script = script_of(blocks, free_port()).replace("examples/configs/",
+                                                     str(ROOT / "examples" / "configs") + "/")
+    run = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-4000:])
+    assert "Traceback" not in run.stderr
+    kinds = sorted(p.name.split("-2")[0] for p in (tmp_path / "runs").iterdir())
+    assert kinds == ["study-features", "study-nonideality", "study-size", "study-splits",
+                     "sweep-best-nmnist", "sweep-nmnist"], kinds
+    for run_dir in (tmp_path / "runs").iterdir():
+        assert list(run_dir.glob("*.png")) and (run_dir / "config.toml").exists(), run_dir
+    assert "| windows(5) |" in run.stdout and "test accuracy" in run.stdout
+    assert (tmp_path / "sweep.db").exists()
 
 
 @pytest.mark.slow

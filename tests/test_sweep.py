@@ -84,7 +84,7 @@ def check_finished_study(url, name, n_trials, min_workers=1):
     for t in complete:  # each trial keeps its full reservoir config, features and timing
         lsm = LSMConfig.from_dict(t.user_attrs["lsm"])
         assert lsm == LSMConfig.ntidigits(**t.params)
-        assert t.user_attrs["features"] == "rates" and t.user_attrs["elapsed_s"] > 0
+        assert t.user_attrs["features"] == "windows" and t.user_attrs["elapsed_s"] > 0
     return complete
 
 
@@ -130,7 +130,7 @@ def test_toml_files_load_and_unknown_keys_are_named(tmp_path):
     for name, preset in (("nmnist", LSMConfig.nmnist()), ("ntidigits", LSMConfig.ntidigits())):
         path = ROOT / "examples" / "configs" / f"sweep_{name}.toml"
         cfg = SweepConfig.from_toml(path)
-        assert cfg.dataset == name and cfg.features == "rates" and cfg.readout == "probe"
+        assert cfg.dataset == name and cfg.features == "windows" and cfg.readout == "probe"
         assert cfg == default_config(name, **{k: v for k, v in cfg.to_dict().items()
                                               if k not in ("dataset", "space")})
         for p in cfg.space:  # the ranges hold the paper's encoder

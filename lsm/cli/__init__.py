@@ -1,6 +1,6 @@
 """The ``lsm`` command line: one module per command group, each registering its subcommands.
 
-    lsm demo                                  offline twins -> supervised and zero-shot results
+    lsm demo                                  twins -> emulated chip -> supervised and zero-shot
     lsm encode INPUT.npz --out FEATURES.npz   events -> reservoir features
     lsm encode --nmnist DIR --out F.npz       dataset split -> preprocessing -> LSM -> features
     lsm config [--preset nmnist|ntidigits]    print a config as TOML
@@ -9,6 +9,8 @@
     lsm data download --nmnist DIR            fetch a real dataset (checksummed)
     lsm train --nmnist DIR                    supervised readout, test accuracy vs the paper's
     lsm zeroshot --nmnist DIR --ntidigits F   contrastive heads, zero-shot retrieval, seeds
+    lsm study features|size|nonideality|splits   accuracy studies, each a run directory + PNG
+    lsm sweep run|worker|best|rerun           reservoir searches on Optuna (SQLite, PostgreSQL)
     lsm bench encode|train-cost               benchmarks, measured side by side
     lsm crossbar sample|verify|vmm-error      the simulated RRAM crossbar
     lsm hw idn|program-random|read-map|vmm|journal|emulator   the macro (default: the emulator)
@@ -29,7 +31,10 @@ __all__ = ["main", "build_parser", "CLIError", "Terminated", "EXAMPLES", "GROUPS
 EXAMPLES = """examples:
   lsm demo                                      offline twins -> supervised and zero-shot results
   lsm data make-twin --nmnist twins/nmnist      an offline N-MNIST twin in the real format
-  lsm train --nmnist twins/nmnist --n-seeds 3   supervised readout over 3 reservoir draws
+  lsm train --nmnist twins/nmnist --n-seeds 3   supervised readout over 3 reservoir draws,
+                                                beside the same readout on the input events
+  lsm study features --n-seeds 3                readout features: LSM vs no reservoir
+  lsm sweep run --config examples/configs/sweep_ntidigits.toml --workers 2
   lsm hw emulator --port 5025 &                 the emulated macro; then: lsm hw idn
   lsm --debug encode events.npz --out f.npz     show the traceback of an error
 """

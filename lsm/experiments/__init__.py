@@ -6,7 +6,11 @@ metrics.json; PNGs):
 - :func:`run_zeroshot` (``lsm zeroshot``): contrastive heads, zero-shot retrieval, seeds;
 - :func:`run_demo` (``lsm demo``): the offline twins, then both of the above;
 - :func:`run_dataset_info` (``lsm data info``): what a dataset split holds, with a picture;
-- :func:`run_train_cost` (``lsm bench train-cost``): LSM pipeline vs a trainable spiking RNN.
+- :func:`run_train_cost` (``lsm bench train-cost``): LSM pipeline vs a trainable spiking RNN;
+- :mod:`lsm.experiments.studies` (``lsm study features|size|nonideality``) and
+  :mod:`lsm.experiments.splits` (``lsm study splits``): what accuracy depends on;
+- :mod:`lsm.experiments.sweep` (``lsm sweep``): searches over reservoir settings on Optuna,
+  validation only, the best trial's test scored once.
 
 ``lsm encode`` writes one features file (:mod:`lsm.experiments.encode`). The library packages
 below this one stay pure: :mod:`lsm.contrastive` holds heads, losses, metrics and the protocol;

@@ -33,7 +33,7 @@ WEIGHT_SOURCE_TITLES = {"gaussian": "Gaussian draw",
 
 #: packages whose versions a run directory records
 RECORDED_PACKAGES = ("rram-lsm", "numpy", "numba", "torch", "snntorch", "tonic", "scipy",
-                     "scikit-learn", "h5py")
+                     "scikit-learn", "h5py", "optuna", "sqlalchemy")
 
 
 def register_weight_source(name: str, factory, title: str | None = None) -> None:

@@ -242,7 +242,8 @@ def _plot(path: Path, cfg: ClassSplitsConfig, rows: list, summary: dict) -> Path
             im = axk.imshow(grid[np.ix_(used, used)], vmin=0, vmax=1, cmap="RdYlGn")
             axk.set_xticks(range(len(used)), used)
             axk.set_yticks(range(len(used)), used)
-            axk.set_title(f"unseen top-1 per pair, {d.replace('_to_', ' -> ')}", fontsize=9)
+            axk.set_title(f"unseen top-1 per held-out pair\n{d.replace('_to_', ' -> ')}",
+                          fontsize=9)
             axk.set_xlabel("held-out digit")
         fig.colorbar(im, ax=fig.axes[1:], shrink=0.8)
     return save_figure(fig, path)

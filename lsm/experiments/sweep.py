@@ -293,7 +293,7 @@ class SweepConfig:
     n_trials: int = 20
     space: Any = ()
     readout: str = "probe"
-    features: str = "rates"
+    features: str = "windows"
     n_windows: int = 5
     seed: int = 0
     lsm_seed: int = 0
@@ -1146,19 +1146,12 @@ def sweep_plot(study, path: str | os.PathLike, chance: float | None = None,
     return save_figure(fig, path)
 
 
-def _optuna_version() -> str:
-    import optuna
-
-    return optuna.__version__
-
-
 def _write_sweep_run(sweep: Sweep, study, result: dict) -> None:
     from lsm.experiments.common import write_run_files
 
     write_run_files(sweep.run_dir, {"sweep": sweep.config.to_dict(),
                                     "storage": display_url(sweep.storage),
-                                    "study": sweep.study,
-                                    "optuna_version": _optuna_version()}, result)
+                                    "study": sweep.study}, result)
     sweep_plot(study, sweep.run_dir / "sweep.png", result.get("chance"))
 
 
@@ -1291,8 +1284,8 @@ def evaluate_best(storage: str | os.PathLike, study: str | None = None,
     with run_directory(runs_dir, f"sweep-best-{cfg.dataset}") as run:
         result["run_dir"] = str(run)
         write_run_files(run, {"sweep": cfg.to_dict(), "storage": display_url(url),
-                              "study": st.study_name, "trial": best, "lsm": check["lsm"],
-                              "optuna_version": _optuna_version()}, result)
+                              "study": st.study_name, "trial": best, "lsm": check["lsm"]},
+                        result)
         sweep_plot(st, run / "sweep.png", summary["chance"],
                    f"{st.study_name}: best trial {best}, test accuracy "
                    f"{res['test_accuracy']:.3f}")
