@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from lsm.experiments.common import WEIGHT_SOURCES, check_seeds
 from lsm.features import DEFAULT_N_WINDOWS, READOUT_FEATURES
 from lsm.validation import check_choice
@@ -86,9 +88,55 @@ def run_demo(cfg: DemoConfig = DemoConfig(), progress: bool = True) -> dict:
               "plots": sorted(str(p) for r in runs_made for p in Path(r).glob("*.png"))}
     with run_directory(runs, "demo") as run:
         result["run_dir"] = str(run)
+        result["plots"].insert(0, str(_plot(run / "summary.png", result)))
         write_run_files(run, {"run": cfg, "seeds": list(range(cfg.n_seeds)),
                               "runs": runs_made}, _summary(result))
     return result
+
+
+def _plot(path: Path, result: dict) -> Path:
+    """The table as a figure: supervised accuracy (LSM, no reservoir) per dataset, and
+    zero-shot top-1 on seen and unseen classes per direction, with chance levels."""
+    from matplotlib.figure import Figure
+
+    from lsm.plots import save_figure
+
+    fig = Figure(figsize=(10, 4))
+    a, b = fig.subplots(1, 2)
+    sup = result["supervised"]
+    x = np.arange(len(sup))
+    for k, (label, get) in enumerate((
+            ("LSM", lambda r: r["test_accuracy"]),
+            ("no reservoir", lambda r: r.get("no_reservoir", {}).get("test_accuracy")))):
+        vals = [get(r) for r in sup.values()]
+        if any(v is None for v in vals):
+            continue
+        a.bar(x + (k - 0.5) * 0.38, [v["mean"] for v in vals], 0.38,
+              yerr=[v["std"] for v in vals], capsize=4, label=label)
+    for i, r in enumerate(sup.values()):
+        a.hlines(r["chance"], i - 0.45, i + 0.45, color="r", ls="--", lw=1)
+    a.set_xticks(x, [_TITLES[n] for n in sup])
+    a.set_ylim(0, 1)
+    a.set_ylabel("test accuracy")
+    a.set_title("supervised (mean +- std over seeds; red: chance)", fontsize=9)
+    a.legend(fontsize=8, loc="lower right")
+    zs = result["zeroshot"]["summary"]
+    names = (("audio_to_image", "audio -> image"), ("image_to_audio", "image -> audio"))
+    for k, block in enumerate(("seen", "unseen")):
+        vals = [zs.get(f"{block}/{d}/top1") for d, _ in names]
+        if any(v is None for v in vals):
+            continue
+        b.bar(np.arange(2) + (k - 0.5) * 0.38, [v["mean"] for v in vals], 0.38,
+              yerr=[v["std"] for v in vals], capsize=4, label=f"{block} classes")
+        for i, v in enumerate(vals):
+            b.hlines(v["chance"], i + (k - 1) * 0.38, i + k * 0.38, color="r", ls="--", lw=1)
+    b.set_xticks(np.arange(2), [t for _, t in names])
+    b.set_ylim(0, 1)
+    b.set_ylabel("top-1 retrieval")
+    b.set_title("zero-shot (red: chance)", fontsize=9)
+    b.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"lsm demo: {result['weights_title']}", fontsize=10)
+    return save_figure(fig, path)
 
 
 def _step(text: str, progress: bool) -> None:
