@@ -202,12 +202,14 @@ def test_quick_start(tmp_path):
     assert "weights: emulated IMC40 macro" in run.stdout
     assert re.search(r"N-MNIST +[\d.]+ \+- +[\d.]+ % +[\d.]+ \+- +[\d.]+ % +[\d.]+ %",
                      run.stdout)
-    assert re.search(r"audio -> image .*\[.*%\].*p=0\.\d+", run.stdout)
+    assert re.search(r"audio -> image +[\d.]+ \+- +[\d.]+ % \[ *[\d.]+ %\]", run.stdout)
     assert "tests/test_readme.py: " in run.stdout  # --collect-only -q: per-file test counts
     runs = sorted(p.name.split("-2")[0] for p in (tmp_path / "demo" / "runs").iterdir())
     assert runs == ["demo", "train-nmnist", "train-ntidigits", "zeroshot"]
     (demo_run,) = (tmp_path / "demo" / "runs").glob("demo-*")
     assert {p.name for p in demo_run.iterdir()} == {"config.toml", "metrics.json", "summary.png"}
     assert f"{demo_run}/summary.png" in run.stdout  # listed with the plots
-    # a log (not a terminal) gets step lines, not a wall of progress-bar redraws
-    assert "0%|" not in run.stderr and "\r" not in run.stderr
+    # a log (not a terminal) gets step lines, not a wall of progress-bar redraws: a bar prints
+    # only when its work outlasts 30 s (then every 30 s)
+    assert "\r" not in run.stderr
+    assert len(run.stderr.splitlines()) < 40, run.stderr[-3000:]
