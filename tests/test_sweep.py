@@ -199,6 +199,9 @@ def test_sweep_rerun_and_one_test_evaluation(twin, tmp_path, capsys):
     # resume: more trials in the same study.db
     r2 = run_sweep(None, resume=run, n_trials=5, progress=False)
     assert r2["complete"] == 5 and r2["run_dir"] == str(run)
+    # the resumed worker draws with a seed of its own: it does not replay the first settings
+    params = [tuple(sorted(t.params.items())) for t in check_finished_study(url, cfg.study, 5)]
+    assert len(set(params)) == 5, params
 
     cfg = cfg.replace(n_trials=5)  # as resumed
     # the file has no test split: best says so and records no look at the test split
@@ -250,6 +253,13 @@ def test_other_training_data_cannot_join_a_study(twin, tmp_path):
 
 
 # ---------------------------------------------------------------------- command-line errors
+def test_a_file_that_is_not_a_database_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "study.db").write_text("garbage")
+    assert main(["sweep", "best", "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "file is not a database" in err and "Traceback" not in err
+
+
 def test_cli_user_errors_are_one_line(twin, tmp_path, capsys):
     _, train_only = twin
 

@@ -272,7 +272,8 @@ class SweepConfig:
     n_windows : int
         Time windows of ``features="windows"`` (ignored otherwise).
     seed : int
-        Seed of the sampler (worker ``i`` of a run uses ``seed + i``).
+        Seed of the sampler (worker ``i`` of a run that starts the study uses ``seed + i``; a
+        worker that joins or resumes it draws a seed of its own, never replaying draws).
     lsm_seed : int
         Seed of every trial's reservoir weight draw and of the readout's validation split.
     study : str, optional
@@ -498,7 +499,7 @@ def _storage_errors(url: str) -> Iterator[None]:
 
     try:
         yield
-    except (sqlalchemy.exc.OperationalError, StorageInternalError) as exc:
+    except (sqlalchemy.exc.DatabaseError, StorageInternalError) as exc:
         cause = exc.__cause__ if isinstance(exc, StorageInternalError) else exc
         if isinstance(exc, StorageInternalError) and cause is None:
             raise
@@ -541,7 +542,8 @@ def _quiet_optuna() -> None:
 def _load_study(url: str, name: str | None, worker_index: int | None = None):
     """(study with heartbeats on, its SweepConfig, its RDBStorage). ``name`` None: the
     storage's only study.
-    With ``worker_index``, the study samples with a TPE sampler seeded ``seed + worker_index``.
+    With ``worker_index``, the study samples with a TPE sampler seeded ``seed + worker_index``
+    when it is empty, and with a seed of its own otherwise (:func:`_sampler_seed`).
     """
     import optuna
 
@@ -568,11 +570,28 @@ def _load_study(url: str, name: str | None, worker_index: int | None = None):
                          f"{_ATTR_CONFIG} in its user attributes)")
     cfg = SweepConfig.from_dict(attrs[_ATTR_CONFIG], source=f"study {name!r}")
     storage = _open_storage(url, cfg)
-    sampler = (None if worker_index is None
-               else optuna.samplers.TPESampler(seed=cfg.seed + worker_index))
+    sampler = None
+    if worker_index is not None:
+        with _storage_errors(url):
+            n_before = len(optuna.load_study(study_name=name, storage=plain)
+                           .get_trials(deepcopy=False))
+        sampler = optuna.samplers.TPESampler(seed=_sampler_seed(cfg.seed, worker_index,
+                                                                n_before))
     with _storage_errors(url):
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     return study, cfg, storage
+
+
+def _sampler_seed(seed: int, worker_index: int, n_before: int) -> int:
+    """``seed + worker_index`` for a worker that starts an empty study (one worker from scratch
+    is reproducible). A worker that joins or resumes a study gets a seed of its own (process,
+    host, time): the same seed would replay the same draws, and the study would try the same
+    settings twice."""
+    if n_before == 0:
+        return seed + worker_index
+    text = f"{seed}-{worker_index}-{n_before}-{os.getpid()}-{socket.gethostname()}-" \
+           f"{time.time_ns()}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
 @dataclass(frozen=True)
