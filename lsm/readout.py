@@ -17,6 +17,7 @@ from torch import nn
 
 from lsm.metrics import confusion_matrix, group_holdout_mask
 from lsm.torch_backend import torch_threads
+from lsm.validation import check_int, check_number
 
 __all__ = ["ReadoutConfig", "Readout", "fit_readout", "train_and_test", "split_train_val"]
 
@@ -52,6 +53,10 @@ class ReadoutConfig:
             raise ValueError(f"kind must be 'linear', 'mlp' or 'probe', got {self.kind!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        for name in ("hidden", "epochs", "patience", "batch_size"):
+            check_int("ReadoutConfig", name, getattr(self, name), 1)
+        check_number("ReadoutConfig", "lr", self.lr, 0.0, 1e3, low_open=True)
+        check_number("ReadoutConfig", "weight_decay", self.weight_decay, 0.0, 1e3)
 
 
 def _check_features(x: np.ndarray, y: np.ndarray, name: str) -> None:

@@ -87,3 +87,20 @@ def test_bad_toml_names_the_source_and_key(tmp_path):
     p.write_text("[lsm\n")
     with pytest.raises(ValueError, match="bad.toml: not valid TOML"):
         LSMConfig.load(p)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(epochs=0), "ReadoutConfig.epochs must be >= 1"),
+    (dict(epochs=2.5), "ReadoutConfig.epochs must be an integer"),
+    (dict(epochs=True), "ReadoutConfig.epochs must be an integer"),
+    (dict(hidden=-3), "ReadoutConfig.hidden must be >= 1"),
+    (dict(patience=0), "ReadoutConfig.patience must be >= 1"),
+    (dict(batch_size=0), "ReadoutConfig.batch_size must be >= 1"),
+    (dict(lr=0.0), r"ReadoutConfig.lr must be in \(0.0"),
+    (dict(weight_decay=-1.0), "ReadoutConfig.weight_decay must be in"),
+])
+def test_a_readout_config_refuses_settings_that_cannot_train(change, message):
+    from lsm.readout import ReadoutConfig
+
+    with pytest.raises(ValueError, match=message):
+        ReadoutConfig(**change)
