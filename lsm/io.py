@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import IO
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_savez",
+__all__ = ["atomic_path", "atomic_write_text", "atomic_savez", "read_toml_file",
            "MAX_ARRAY_BYTES", "load_npz", "check_input_file", "read_text_file", "check_output_file",
            "check_output_dir", "remove_stale_temporaries"]
 
@@ -108,6 +109,21 @@ def read_text_file(path: str | os.PathLike, what: str = "file") -> str:
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte "
                          f"{exc.start})") from None
+
+
+def read_toml_file(path: str | os.PathLike, what: str = "TOML file") -> dict:
+    """The TOML document of a file, as a dict; ValueError naming it when it is not UTF-8 or not
+    TOML (FileNotFoundError / IsADirectoryError when it is missing or a folder)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+
+    text = read_text_file(path, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
 
 
 def _check_creatable(path: Path, what: str) -> None:

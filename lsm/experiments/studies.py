@@ -236,15 +236,10 @@ class StudyFile:
             Not TOML, no ``[study]`` table, an unknown table or key (named with the file), a
             config of another study, a bad value.
         """
-        from lsm.config import tomllib
-        from lsm.io import read_text_file
+        from lsm.io import read_toml_file
 
         path = Path(path)
-        text = read_text_file(path, "study config")
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML: {exc}") from None
+        doc = read_toml_file(path, "study config")
         extra = sorted(set(doc) - {"study", *RUN_RECORDS})
         if extra:
             raise ValueError(f"{path}: unknown table(s) or key(s) {extra}; a study config holds "

@@ -40,7 +40,6 @@ import math
 import numbers
 import os
 import socket
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -398,19 +397,10 @@ class SweepConfig:
         ValueError
             Not TOML, no ``[sweep]`` table, an unknown key (named with the file), a bad value.
         """
-        from lsm.io import read_text_file
-
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - exercised on Python 3.10 only
-            import tomli as tomllib
+        from lsm.io import read_toml_file
 
         path = Path(path)
-        text = read_text_file(path, "sweep config")
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML: {exc}") from None
+        doc = read_toml_file(path, "sweep config")
         extra = sorted(set(doc) - {"sweep"})
         if extra:
             raise ValueError(f"{path}: unknown table(s) or key(s) {extra}; a sweep config holds "
