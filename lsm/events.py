@@ -112,6 +112,25 @@ class EventBatch:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
+    def concatenate(cls, batches: Sequence, n_bins: int, n_channels: int) -> EventBatch:
+        """One batch holding the samples of ``batches`` (EventBatch of ``n_bins`` x
+        ``n_channels`` each) in order; the events are copied once, not checked again."""
+        for b in batches:
+            if not isinstance(b, EventBatch) or (b.n_bins, b.n_channels) != (n_bins, n_channels):
+                raise ValueError(f"every batch must be an EventBatch of {n_bins} bins x "
+                                 f"{n_channels} channels")
+        if not batches:
+            return cls(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32),
+                       n_bins, n_channels)
+        shift = np.cumsum([0] + [b.n_events for b in batches[:-1]])
+        offsets = np.concatenate([batches[0].offsets[:1]]
+                                 + [b.offsets[1:] + s for b, s in zip(batches, shift,
+                                                                      strict=True)])
+        return batches[0]._unchecked(offsets.astype(np.int64),
+                                     _concat([b.bins for b in batches]),
+                                     _concat([b.channels for b in batches]))
+
+    @classmethod
     def from_raster(cls, raster: np.ndarray) -> EventBatch:
         """Events of a dense binary raster of shape (n_samples, n_bins, n_channels).
 

@@ -159,7 +159,8 @@ class LSM:
     # ------------------------------------------------------------------ encoding
     def encode(self, x: Any, features: str = "rates", progress: bool = True,
                batch_size: int = 512, backend: str | None = None,
-               device: Any = None, n_windows: int = DEFAULT_N_WINDOWS) -> np.ndarray:
+               device: Any = None, n_windows: int = DEFAULT_N_WINDOWS,
+               first_sample: int = 0) -> np.ndarray:
         """Run the reservoir on every sample and return its features.
 
         Parameters
@@ -183,6 +184,10 @@ class LSM:
         n_windows : int
             Time windows of ``"windows"`` (1 .. n_bins; bin ``t`` counts in window
             ``t * n_windows // n_bins``). The numba kernels count them as they run.
+        first_sample : int
+            Index of ``x``'s first sample in the whole dataset, when ``x`` is one chunk of it:
+            the crossbar-in-the-loop noise is a function of the global sample index, so a
+            dataset encoded chunk by chunk gets the features it gets in one call.
 
         Returns
         -------
@@ -199,13 +204,15 @@ class LSM:
         batch = self.to_events(x)
         counts, spikes = self._run(batch, record=features == "binned", n_windows=n_counted,
                                    progress=progress, batch_size=int(batch_size),
-                                   backend=backend, device=device)
+                                   backend=backend, device=device,
+                                   first_sample=int(first_sample))
         if features == "binned":
             return spikes
         return counts_to_features(counts, features, self.config.n_bins)
 
     def _run(self, batch: EventBatch, record: bool, n_windows: int, progress: bool,
-             batch_size: int, backend: str, device: Any) -> tuple[np.ndarray, np.ndarray | None]:
+             batch_size: int, backend: str, device: Any,
+             first_sample: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
         """Spike counts per window, int32 (n, n_windows, n_neurons), and the rasters when
         ``record``."""
         c = self.config
@@ -221,13 +228,13 @@ class LSM:
             for lo in range(0, n, batch_size):
                 hi = min(n, lo + batch_size)
                 if backend == "numba":
-                    self._run_numba(batch, lo, hi, counts, spikes)
+                    self._run_numba(batch, lo, hi, counts, spikes, first_sample)
                 else:
                     self._run_torch(batch, lo, hi, counts, spikes, torch_state)
                 bar.update(hi - lo)
         return counts, (spikes if record else None)
 
-    def _run_numba(self, batch, lo, hi, counts, spikes) -> None:
+    def _run_numba(self, batch, lo, hi, counts, spikes, first_sample: int = 0) -> None:
         c = self.config
         e_lo, e_hi = batch.offsets[lo], batch.offsets[hi]
         offsets = batch.offsets[lo:hi + 1] - e_lo
@@ -235,7 +242,7 @@ class LSM:
             self._in_loop.encode(events=batch.select(slice(lo, hi)), decay=np.float32(c.decay),
                                  v_th=np.float32(c.v_th), reset=c.reset, counts=counts[lo:hi],
                                  spikes=spikes[lo:hi] if spikes.shape[0] else spikes,
-                                 sample_offset=lo)
+                                 sample_offset=first_sample + lo)
             return
         lif_events(offsets, batch.bins[e_lo:e_hi], batch.channels[e_lo:e_hi], c.n_bins,
                    *self._in_ops, *self._rec_ops, np.float32(c.decay), np.float32(c.v_th),

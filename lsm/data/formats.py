@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["BadSampleError", "NMNIST_SENSOR", "NMNIST_DTYPE", "NTIDIGITS_DTYPE", "read_nmnist_bin",
            "write_nmnist_bin", "read_ntidigits_sample", "write_ntidigits_hdf5",
-           "NTIDIGITS_CHANNELS", "data_kind", "NTIDIGITS_MAX_TIME_S"]
+           "NTIDIGITS_CHANNELS", "data_kind", "NTIDIGITS_MAX_TIME_S", "nmnist_error"]
 
 NMNIST_SENSOR = (34, 34, 2)
 NTIDIGITS_CHANNELS = 64
@@ -32,6 +32,27 @@ NTIDIGITS_DTYPE = np.dtype([("t", int), ("x", int), ("p", int)])
 
 class BadSampleError(ValueError):
     """A sample that cannot be used; the message names the file, the sample and the field."""
+
+
+def nmnist_error(path, kind: str, *, size: int = 0, event: int = 0, value: int = 0,
+                 previous: int = 0) -> str:
+    """The message for an N-MNIST file refused for ``kind`` ("empty", "truncated",
+    "no_events", "x", "y", "backwards"): one wording for the reference reader and the fused
+    decoder (:mod:`lsm.data.fused`)."""
+    w, h, _ = NMNIST_SENSOR
+    if kind == "empty":
+        return f"{path}: empty file (no events)"
+    if kind == "truncated":
+        return (f"{path}: truncated: {size} bytes is not a multiple of the 5-byte (40-bit) "
+                "event")
+    if kind == "no_events":
+        return f"{path}: no events (only overflow markers)"
+    if kind in ("x", "y"):
+        return f"{path}: event {event}: {kind} = {value} is outside the {w} x {h} sensor"
+    if kind == "backwards":
+        return (f"{path}: event {event}: timestamp {value} us goes backwards (previous "
+                f"{previous} us)")
+    raise ValueError(f"unknown N-MNIST error kind {kind!r}")
 
 
 def read_nmnist_bin(path: str | os.PathLike) -> np.ndarray:
@@ -54,28 +75,26 @@ def read_nmnist_bin(path: str | os.PathLike) -> np.ndarray:
     except OSError as exc:  # a dangling symbolic link, a file removed or unreadable
         raise BadSampleError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if size == 0:
-        raise BadSampleError(f"{path}: empty file (no events)")
+        raise BadSampleError(nmnist_error(path, "empty"))
     if size % 5:
-        raise BadSampleError(f"{path}: truncated: {size} bytes is not a multiple of the 5-byte "
-                             "(40-bit) event")
+        raise BadSampleError(nmnist_error(path, "truncated", size=size))
     try:
         ev = read_mnist_file(str(path), dtype=NMNIST_DTYPE)
     except OSError as exc:
         raise BadSampleError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if len(ev) == 0:
-        raise BadSampleError(f"{path}: no events (only overflow markers)")
+        raise BadSampleError(nmnist_error(path, "no_events"))
     w, h, _ = NMNIST_SENSOR
     for field, n in (("x", w), ("y", h)):
         bad = (ev[field] < 0) | (ev[field] >= n)
         if bad.any():
             j = int(np.flatnonzero(bad)[0])
-            raise BadSampleError(f"{path}: event {j}: {field} = {int(ev[field][j])} is outside "
-                                 f"the {w} x {h} sensor")
+            raise BadSampleError(nmnist_error(path, field, event=j, value=int(ev[field][j])))
     back = np.diff(ev["t"]) < 0
     if back.any():
         j = int(np.flatnonzero(back)[0]) + 1
-        raise BadSampleError(f"{path}: event {j}: timestamp {int(ev['t'][j])} us goes backwards "
-                             f"(previous {int(ev['t'][j - 1])} us)")
+        raise BadSampleError(nmnist_error(path, "backwards", event=j, value=int(ev["t"][j]),
+                                          previous=int(ev["t"][j - 1])))
     return ev
 
 
