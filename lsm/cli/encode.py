@@ -17,6 +17,7 @@ from lsm.cli.common import (
     weights_parent,
 )
 from lsm.data.datasets import SPLITS
+from lsm.data.fused import DECODERS
 from lsm.features import DEFAULT_N_WINDOWS, FEATURES
 
 __all__ = ["register", "load_config", "config_parent"]
@@ -57,9 +58,14 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if dataset:
         r = encode_dataset_file(dataset, path, args.split, args.out, load_config(args, dataset),
                                 args.features, args.backend, args.cache, args.on_bad_sample,
-                                args.download, progress, args.weights, args.n_windows)
+                                args.download, progress, args.weights, args.n_windows,
+                                args.chunk_size, args.decoder)
+        rate = (f", {r['samples_per_s']:,.0f} samples/s" if r["samples_per_s"] else "")
+        resumed = (f", resumed after {r['resumed_chunks']} of {r['chunks']} chunks"
+                   if r["resumed_chunks"] else "")
         text = (f"wrote {r['out']}: features {tuple(r['shape'])} from {r['samples']} samples of "
-                f"{dataset} {args.split}" + (" (cache hit)" if r["cache_hit"] else "")
+                f"{dataset} {args.split}" + (" (cache hit)" if r["cache_hit"] else
+                                             f" ({r['chunks']} chunk{'s' * (r['chunks'] != 1)}{resumed}{rate})")
                 + (f"; skipped {len(r['skipped'])} bad samples" if r["skipped"] else ""))
     elif args.input:
         r = encode_file(args.input, args.out, load_config(args), args.features, args.backend,
@@ -105,6 +111,14 @@ def register(sub) -> None:
                      dest="n_windows", help="time windows of --features windows")
     enc.add_argument("--backend", choices=["numba", "torch"], default="numba",
                      help="event-driven Numba kernel, or the dense torch reference")
+    enc.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
+                     help="dataset: samples read and encoded at a time; finished chunks wait "
+                          "in FILE.partial/ and an interrupted run resumes after the last one "
+                          "(default: 2048)")
+    enc.add_argument("--decoder", choices=DECODERS, default="auto",
+                     help="dataset: the fused Numba decoder, tonic's reader and transforms "
+                          "(the reference), or fused when it knows the preprocessing (auto; "
+                          "both give the same events)")
     enc.set_defaults(func=_cmd_encode)
 
     cf = sub.add_parser("config", help="print an LSMConfig as TOML", parents=[config_parent()])

@@ -48,13 +48,18 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _begin_array(h, name: str, dtype, shape: tuple) -> None:
+    h.update(name.encode())
+    h.update(str(np.dtype(dtype)).encode())
+    h.update(repr(tuple(shape)).encode())
+
+
 def _arrays_digest(arrays: dict) -> str:
+    """SHA-256 over the arrays in name order: name, dtype, shape, then the C-order bytes."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
-        h.update(name.encode())
-        h.update(str(a.dtype).encode())
-        h.update(repr(a.shape).encode())
+        _begin_array(h, name, a.dtype, a.shape)
         h.update(a.tobytes())
     return h.hexdigest()
 
@@ -110,6 +115,36 @@ class FeatureCache:
     def _corrupt(self, p: Path, why: str) -> None:
         warnings.warn(f"feature cache entry {p} is corrupt ({why}); recomputing", stacklevel=3)
         remove_stale_temporaries(self.folder, self.stale_tmp_s)
+
+    def store_parts(self, key: str, features, n_rows: int, row_shape: tuple, dtype,
+                    **small: np.ndarray) -> Path:
+        """Store an entry whose ``features`` (n_rows, *row_shape) come as an iterator of row
+        blocks (chunks read back from disk), never all in memory; the ``small`` arrays sort
+        after "features" (labels, sample_ids, skipped). Same file and checksum as
+        :meth:`store` of the whole arrays."""
+        from lsm.data.stream import write_features_npz
+
+        if sorted(small)[0] <= "features":
+            raise ValueError("the small arrays' names must sort after 'features'")
+        remove_stale_temporaries(self.folder, self.stale_tmp_s)
+        h = hashlib.sha256()
+        _begin_array(h, "features", dtype, (n_rows, *row_shape))
+        small = {name: np.ascontiguousarray(small[name]) for name in sorted(small)}
+
+        def hashed():
+            for part in features:
+                part = np.ascontiguousarray(part, dtype=dtype)
+                h.update(part.tobytes())
+                yield part
+
+        def trailer():
+            for name, a in small.items():
+                _begin_array(h, name, a.dtype, a.shape)
+                h.update(a.tobytes())
+            return {"__key__": np.array(key), "__sha256__": np.array(h.hexdigest())}
+
+        return write_features_npz(self.path(key), hashed(), n_rows, row_shape, dtype, small,
+                                  trailer=trailer)
 
     def store(self, key: str, **arrays: np.ndarray) -> Path:
         remove_stale_temporaries(self.folder, self.stale_tmp_s)

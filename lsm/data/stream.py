@@ -163,14 +163,14 @@ def _npy_header(shape: tuple, dtype: np.dtype) -> bytes:
 
 
 def write_features_npz(path: str | os.PathLike, chunks: Iterator, n_rows: int, row_shape: tuple,
-                       dtype, small: dict, digest=None) -> Path:
+                       dtype, small: dict, trailer=None) -> Path:
     """Write an ``.npz`` whose ``features`` array (n_rows, *row_shape) is copied from
-    ``chunks`` (an iterator of arrays, in order) into the archive one at a time, with the
-    ``small`` arrays beside it; atomically.
+    ``chunks`` (an iterator of arrays, in order) into the archive one at a time, then the
+    ``small`` arrays, then those ``trailer()`` returns (called after the rest is written, e.g.
+    a checksum over it); atomically.
 
     The file is what :func:`numpy.savez_compressed` writes (deflated members), readable by
-    :func:`numpy.load` and :func:`lsm.io.load_npz`. ``digest``, when given, is called with
-    ``(name, array_or_chunk)`` in writing order (for a checksum over the bytes).
+    :func:`numpy.load` and :func:`lsm.io.load_npz`.
 
     Raises
     ------
@@ -192,17 +192,19 @@ def write_features_npz(path: str | os.PathLike, chunks: Iterator, n_rows: int, r
                     rows += len(part)
                     if rows > n_rows:
                         raise ValueError(f"the chunks hold more than {n_rows} rows")
-                    if digest is not None:
-                        digest("features", part)
                     fh.write(part.tobytes())
                 if rows != n_rows:
                     raise ValueError(f"the chunks hold {rows} rows, expected {n_rows}")
             for name, arr in small.items():
-                if digest is not None:
-                    digest(name, arr)
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
-                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+                _write_member(zf, name, arr)
+            for name, arr in (trailer() if trailer is not None else {}).items():
+                _write_member(zf, name, arr)
     return Path(path)
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, arr) -> None:
+    with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+        np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
 
 
 def first_bad_sample(errors: list, sample_ids: list, on_bad_sample: str) -> list:

@@ -114,36 +114,99 @@ def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
                         features: str = "rates", backend: str = "numba", cache=None,
                         on_bad_sample: str = "error", download: bool = False,
                         progress: bool = True, weights: str = "gaussian",
-                        n_windows: int = DEFAULT_N_WINDOWS) -> dict:
-    """Encode a dataset split (:func:`lsm.data.encode_split`) into ``out``: ``features``,
-    ``labels``, ``sample_ids``, the config, the weights' provenance and the preprocessing.
+                        n_windows: int = DEFAULT_N_WINDOWS, chunk_size: int | None = None,
+                        decoder: str = "auto") -> dict:
+    """Encode a dataset split into ``out``, streaming: ``features``, ``labels``,
+    ``sample_ids``, the config, the weights' provenance and the preprocessing.
+
+    The split is read and encoded ``chunk_size`` samples at a time
+    (:func:`lsm.data.pipeline.encode_chunks`); each finished chunk is saved in
+    ``<out>.partial/``, and ``out`` is assembled from them at the end, one chunk in memory at a
+    time: the working set does not grow with the dataset. An interrupted run leaves its complete
+    chunks there; the same command resumes after the last one (another config or dataset
+    starts over). With a feature ``cache``, a hit is copied out and a miss stored there too.
     With ``download``, a missing dataset is fetched first (checksummed). ``weights``: a name of
-    :data:`lsm.experiments.common.WEIGHT_SOURCES`."""
-    from lsm.data.registry import dataset_spec, encode_split
+    :data:`lsm.experiments.common.WEIGHT_SOURCES`.
+
+    Returns
+    -------
+    dict
+        ``out``, ``shape``, ``samples``, ``dataset``, ``split``, ``cache_hit``, ``skipped``,
+        ``chunks``, ``resumed_chunks`` (read back from an interrupted run) and
+        ``samples_per_s`` (of this run's own reading and encoding).
+    """
+    import time
+
+    from lsm.data.cache import as_cache
+    from lsm.data.pipeline import encode_chunks, encoding_key
+    from lsm.data.registry import dataset_spec
+    from lsm.data.stream import DEFAULT_CHUNK_SIZE, ChunkFolder, chunk_ranges, write_features_npz
+    from lsm.experiments.common import make_weights
     from lsm.io import atomic_savez, check_output_file
     from lsm.reservoir import LSM
 
     # every path is checked before the work: a bad out is not found after the encoding
     check_output_file(out, "--out")
-    check_features(features, n_windows, cfg.n_bins)
+    k = check_features(features, n_windows, cfg.n_bins)
+    chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
+    chunk_ranges(0, chunk_size)
     spec = dataset_spec(dataset)
-    from lsm.experiments.common import make_weights
 
     if download and not _present(spec, Path(path), split):
         path = spec.download(path)
+    cache = as_cache(cache)
     lsm = LSM(cfg, backend=backend, weights=make_weights(weights))
-    enc = encode_split(dataset, path, split, lsm, features=features, n_windows=n_windows,
-                       cache=cache, on_bad_sample=on_bad_sample, progress=progress)
-    atomic_savez(out, features=enc.features, labels=enc.labels,
-                 features_json=np.array(json.dumps(_features_record(features, n_windows))),
-                 sample_ids=np.array(enc.sample_ids, dtype=str),
-                 config_toml=np.array(cfg.to_toml()),
-                 provenance_json=np.array(json.dumps(lsm.provenance)),
-                 preprocessing_json=np.array(json.dumps(enc.preprocessing.describe(),
-                                                        default=str)))
-    return {"out": str(out), "shape": list(enc.features.shape), "samples": len(enc.labels),
-            "dataset": dataset, "split": split, "cache_hit": enc.cache_hit,
-            "skipped": enc.skipped}
+    ds = spec.open(path, split, on_bad_sample=on_bad_sample)
+    pre = spec.preprocessing(n_bins=cfg.n_bins)
+    key = encoding_key(ds, pre, lsm, features, k, on_bad_sample)
+    meta = {"features_json": np.array(json.dumps(_features_record(features, n_windows))),
+            "config_toml": np.array(cfg.to_toml()),
+            "provenance_json": np.array(json.dumps(lsm.provenance)),
+            "preprocessing_json": np.array(json.dumps(pre.describe(), default=str))}
+    result = {"out": str(out), "dataset": dataset, "split": split, "cache_hit": False}
+    hit = cache.load(key, required=("features", "labels", "sample_ids", "skipped")) \
+        if cache is not None else None
+    if hit is not None:
+        atomic_savez(out, features=hit["features"], labels=hit["labels"],
+                     sample_ids=hit["sample_ids"], **meta)
+        skipped = [tuple(s) for s in hit["skipped"].tolist()]
+        return {**result, "shape": list(hit["features"].shape), "samples": len(hit["labels"]),
+                "cache_hit": True, "skipped": skipped, "chunks": 0, "resumed_chunks": 0,
+                "samples_per_s": None}
+    folder = ChunkFolder(f"{out}.partial", key, chunk_size, len(ds))
+    resumed = len(folder.complete())
+    labels, ids, skipped = [], [], list(ds.skipped)
+    shape, dtype, n_chunks = None, None, 0
+    t0 = time.perf_counter()
+    for chunk in encode_chunks(ds, pre, lsm, features, k, on_bad_sample, chunk_size, folder,
+                               progress, decoder):
+        labels.append(chunk.labels)
+        ids.extend(chunk.sample_ids)
+        skipped.extend(chunk.skipped)
+        shape, dtype = chunk.features.shape[1:], chunk.features.dtype
+        n_chunks += 1
+    elapsed = time.perf_counter() - t0
+    labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    sample_ids = np.array(ids, dtype=str)
+
+    def parts():
+        for index in range(n_chunks):
+            chunk = folder.load(index)
+            if chunk is None:  # removed under our feet: say so, never write a short file
+                raise OSError(f"{folder.path(index)}: chunk vanished while assembling {out}")
+            yield chunk.features
+
+    write_features_npz(out, parts(), len(labels), shape, dtype,
+                       {"labels": labels, "sample_ids": sample_ids, **meta})
+    if cache is not None:
+        cache.store_parts(key, parts(), len(labels), shape, dtype, labels=labels,
+                          sample_ids=sample_ids,
+                          skipped=np.array(skipped, dtype=str).reshape(-1, 2))
+    folder.clear()
+    done_here = sum(len(r) for r in chunk_ranges(len(ds), chunk_size)[resumed:])
+    return {**result, "shape": [len(labels), *shape], "samples": len(labels),
+            "skipped": skipped, "chunks": n_chunks, "resumed_chunks": resumed,
+            "samples_per_s": done_here / elapsed if elapsed > 0 and done_here else None}
 
 
 def _present(spec, path: Path, split: str) -> bool:
