@@ -29,6 +29,11 @@ spike is possible.
 
 A weight operand is either dense (a C-contiguous matrix) or CSR (``indptr, indices, data``); a
 dense operand of shape (0, 0) selects the CSR one.
+
+:func:`lif_events_codes` is the same reservoir with each matrix stored as int16 codes and one
+float32 scale (``LSMConfig.weight_format = "int16"``): rows are summed into two int32
+accumulators (input, recurrent; exact in any order) and ``I_t = scale_in * A_t + scale_rec *
+B_t`` in float32 before the same membrane update. Half the bytes per row.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["RESET_ZERO", "RESET_SUBTRACT", "RESET_NONE", "RESET_CODES", "membrane_update",
-           "lif_events", "lif_events_crossbar", "crossbar_multiply", "hash_normal"]
+           "lif_events", "lif_events_codes", "lif_events_crossbar", "crossbar_multiply",
+           "hash_normal"]
 
 #: Reset rules after a spike, as the kernels and :func:`membrane_update` take them.
 RESET_ZERO = 0
@@ -273,6 +279,101 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
                     in_data, w_rec_flat, rec_indptr, rec_indices, rec_data, decay, v_th,
                     reset_mode, counts[s], spikes[s] if record else no_spikes)
 
+
+
+# ---------------------------------------------------------------------- 16-bit weight codes
+@njit(nogil=True, cache=True, inline="always")
+def _codes_to_current(acc_in, acc_rec, scale_in, scale_rec, current):
+    """``current = scale_in * acc_in + scale_rec * acc_rec`` in float32 (each int32 sum
+    converted to float32 first, no fused multiply-add); zeroes both accumulators."""
+    zero = np.int32(0)
+    for i in range(current.shape[0]):
+        current[i] = scale_in * np.float32(acc_in[i]) + scale_rec * np.float32(acc_rec[i])
+        acc_in[i] = zero
+        acc_rec[i] = zero
+
+
+@njit(nogil=True, cache=True)
+def _lif_sample_codes(bins, channels, n_bins, c_in_flat, in_indptr, in_indices, in_data,
+                      c_rec_flat, rec_indptr, rec_indices, rec_data, scale_in, scale_rec, decay,
+                      v_th, reset_mode, counts, spikes):
+    """:func:`_lif_sample` with int16 weight codes: rows go into int32 accumulators, one per
+    matrix, turned into the float32 current once per bin."""
+    n = counts.shape[1]
+    in_dense = c_in_flat.shape[0] > 0
+    rec_dense = c_rec_flat.shape[0] > 0
+    record = spikes.shape[0] > 0
+    u = np.zeros(n, np.float32)
+    current = np.zeros(n, np.float32)
+    acc_in = np.zeros(n, np.int32)
+    acc_rec = np.zeros(n, np.int32)
+    fired = np.zeros(n, np.float32)   # s_{t-1}
+    fired_idx = np.empty(n, np.int64)
+    n_fired = 0
+    p = 0
+    n_events = bins.shape[0]
+    for t in range(n_bins):
+        if p >= n_events and n_fired == 0:
+            break  # nothing left to drive a neuron over threshold
+        q = p
+        while q < n_events and bins[q] == t:
+            q += 1
+        if in_dense:
+            _add_dense_rows(acc_in, c_in_flat, channels, p, q)
+        else:
+            _add_csr_rows(acc_in, in_indptr, in_indices, in_data, channels, p, q)
+        p = q
+        if rec_dense:
+            _add_dense_rows(acc_rec, c_rec_flat, fired_idx, 0, n_fired)
+        else:
+            _add_csr_rows(acc_rec, rec_indptr, rec_indices, rec_data, fired_idx, 0, n_fired)
+        _codes_to_current(acc_in, acc_rec, scale_in, scale_rec, current)
+        n_fired = _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode)
+        _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def lif_events_codes(offsets, bins, channels, n_bins, c_in, in_indptr, in_indices, in_data,
+                     c_rec, rec_indptr, rec_indices, rec_data, scale_in, scale_rec, decay, v_th,
+                     reset_mode, counts, spikes):
+    """:func:`lif_events` with the weights stored as 16-bit integer codes, one scale per matrix.
+
+    ``w_in ~= scale_in * c_in`` and ``w_rec ~= scale_rec * c_rec``. Per sample and bin ``t``::
+
+        A_t = sum over events (t, c) of c_in[c, :]          int32, exact in any order
+        B_t = sum over j in S_{t-1} of c_rec[j, :]          int32, exact in any order
+        I_t = scale_in * float32(A_t) + scale_rec * float32(B_t)        float32
+        u_t, s_t = membrane_update(u_{t-1}, I_t, s_{t-1})               as in lif_events
+
+    Each row read is half the bytes of a float32 row. The caller guarantees that no sum
+    overflows int32: at most ``(2**31 - 1) // 32767`` rows of a matrix per bin
+    (:func:`lsm.weight_codes.check_rows_per_bin`).
+
+    Parameters
+    ----------
+    c_in : int16 (n_inputs, n_neurons) C-contiguous, or (0, 0)
+        Dense input codes; (0, 0) selects ``in_indptr, in_indices, in_data`` (CSR; int64,
+        uint32, int16).
+    c_rec : int16 (n_neurons, n_neurons) C-contiguous, or (0, 0)
+        Dense recurrent codes, or (0, 0) for the CSR operands.
+    scale_in, scale_rec : float32
+        Weight per code of each matrix.
+
+    The other parameters, and the outputs ``counts`` and ``spikes``, are those of
+    :func:`lif_events`.
+    """
+    n_samples = offsets.shape[0] - 1
+    c_in_flat = c_in.ravel()
+    c_rec_flat = c_rec.ravel()
+    record = spikes.shape[0] > 0
+    no_spikes = np.zeros((0, 0), np.uint8)
+    for s in prange(n_samples):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        _lif_sample_codes(bins[lo:hi], channels[lo:hi], n_bins, c_in_flat, in_indptr,
+                          in_indices, in_data, c_rec_flat, rec_indptr, rec_indices, rec_data,
+                          scale_in, scale_rec, decay, v_th, reset_mode, counts[s],
+                          spikes[s] if record else no_spikes)
 
 # ---------------------------------------------------------------------- crossbar in the loop
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

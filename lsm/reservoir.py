@@ -18,23 +18,30 @@ from lsm.features import (
     window_of_bin,
 )
 from lsm.inloop import check_in_loop_encoder
-from lsm.kernels import RESET_CODES, lif_events
+from lsm.kernels import RESET_CODES, lif_events, lif_events_codes
 from lsm.progress import progress_bar
 from lsm.validation import array_bytes, check_memory
+from lsm.weight_codes import WeightCodes, check_rows_per_bin, quantise
 from lsm.weights import WeightSet, as_weight_source, check_weights
 
-__all__ = ["LSM", "FEATURES", "BACKENDS"]
+__all__ = ["LSM", "FEATURES", "BACKENDS", "CSR_BELOW"]
 
 BACKENDS = ("numba", "torch")
 
-_EMPTY_F32_2D = np.zeros((0, 0), dtype=np.float32)
+#: Default ``csr_below`` per :attr:`LSMConfig.weight_format`: below this fraction of nonzeros a
+#: matrix is stored CSR. A dense int16 row is half the bytes of a float32 one, so dense rows stay
+#: the faster choice down to sparser matrices (measured on the 1000-neuron "large" workload of
+#: ``lsm bench encode``: dense int16 recurrent rows beat CSR at 5 % and 10 % nonzeros, lose at
+#: 2 %).
+CSR_BELOW = {"float32": 0.3, "int16": 0.03}
+
 _EMPTY_I64 = np.zeros(0, dtype=np.int64)
 _EMPTY_U32 = np.zeros(0, dtype=np.uint32)
-_EMPTY_F32 = np.zeros(0, dtype=np.float32)
 
 
 def _kernel_operands(w: np.ndarray, csr_below: float):
-    """(dense, indptr, indices, data): CSR when the nonzero fraction is below ``csr_below``.
+    """(dense, indptr, indices, data) in ``w``'s dtype (float32 weights or int16 codes): CSR
+    when the nonzero fraction is below ``csr_below``.
 
     Column indices are uint32: an unsigned index spares the kernel numba's negative-index
     wrap-around test on every scattered add (about 25 % of the CSR recurrence's time).
@@ -43,9 +50,9 @@ def _kernel_operands(w: np.ndarray, csr_below: float):
     if density < csr_below:
         m = scipy.sparse.csr_matrix(w)
         m.sort_indices()
-        return (_EMPTY_F32_2D, m.indptr.astype(np.int64), m.indices.astype(np.uint32),
-                m.data.astype(np.float32))
-    return (np.ascontiguousarray(w, dtype=np.float32), _EMPTY_I64, _EMPTY_U32, _EMPTY_F32)
+        return (np.zeros((0, 0), w.dtype), m.indptr.astype(np.int64),
+                m.indices.astype(np.uint32), m.data.astype(w.dtype))
+    return (np.ascontiguousarray(w), _EMPTY_I64, _EMPTY_U32, np.zeros(0, w.dtype))
 
 
 class LSM:
@@ -61,15 +68,20 @@ class LSM:
     backend : {"numba", "torch"}
         ``"numba"``: the event-driven kernel (CPU, parallel over samples). ``"torch"``: the dense
         reference implementation, on CUDA when available.
-    csr_below : float
+    csr_below : float, optional
         A weight matrix whose fraction of nonzeros is below this is stored CSR for the numba
         kernel (scattered adds over the nonzeros only); denser ones stay dense (contiguous,
-        vectorised row adds are faster there). Results are bit-identical either way.
+        vectorised row adds are faster there). Results are bit-identical either way. Default:
+        :data:`CSR_BELOW` of ``config.weight_format`` (0.3 for float32, 0.03 for int16).
 
     Attributes
     ----------
     w_in : ndarray float32 (n_inputs, n_neurons)
     w_rec : ndarray float32 (n_neurons, n_neurons)
+        The weights as the source made them (also with ``weight_format="int16"``).
+    codes : (WeightCodes, WeightCodes) or None
+        With ``config.weight_format == "int16"``: the input and recurrent matrices as the
+        kernels use them, int16 codes and a scale each (:mod:`lsm.weight_codes`).
     provenance : dict
         How the weights were made (from the weight source).
 
@@ -82,12 +94,14 @@ class LSM:
     """
 
     def __init__(self, config: LSMConfig | None = None, weights: Any = None,
-                 backend: str = "numba", csr_below: float = 0.3) -> None:
+                 backend: str = "numba", csr_below: float | None = None) -> None:
         self.config = config if config is not None else LSMConfig()
         if not isinstance(self.config, LSMConfig):
             raise TypeError(f"config must be an LSMConfig, got {type(self.config).__name__}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if csr_below is None:
+            csr_below = CSR_BELOW[self.config.weight_format]
         if not 0.0 <= csr_below <= 1.0:
             raise ValueError(f"csr_below must be in [0, 1], got {csr_below}")
         self.backend = backend
@@ -106,8 +120,19 @@ class LSM:
                                   f"{type(self.weight_source).__name__}.build().in_loop")
         if self._in_loop is not None and backend != "numba":
             raise ValueError("in-loop crossbar simulation runs on the numba backend only")
-        self._in_ops = _kernel_operands(self.w_in, csr_below)
-        self._rec_ops = _kernel_operands(self.w_rec, csr_below)
+        self.codes: tuple[WeightCodes, WeightCodes] | None = None
+        if self.config.weight_format == "int16":
+            if self._in_loop is not None:
+                raise ValueError(
+                    f"LSMConfig.weight_format='int16' is for the software kernel: "
+                    f"{type(self.weight_source).__name__} computes every multiply in the loop "
+                    "through its array model; use weight_format='float32'")
+            self.codes = (quantise(self.w_in), quantise(self.w_rec))
+            self._in_ops = _kernel_operands(self.codes[0].codes, csr_below)
+            self._rec_ops = _kernel_operands(self.codes[1].codes, csr_below)
+        else:
+            self._in_ops = _kernel_operands(self.w_in, csr_below)
+            self._rec_ops = _kernel_operands(self.w_rec, csr_below)
 
     @property
     def weight_set(self) -> WeightSet:
@@ -117,7 +142,7 @@ class LSM:
         c = self.config
         return (f"LSM({c.n_inputs} -> {c.n_neurons}, {c.n_bins} bins, decay={c.decay}, "
                 f"v_th={c.v_th}, reset={c.reset!r}, weights={self.provenance.get('source')!r}, "
-                f"backend={self.backend!r})")
+                f"weight_format={c.weight_format!r}, backend={self.backend!r})")
 
     # ------------------------------------------------------------------ input
     def to_events(self, x: Any) -> EventBatch:
@@ -219,6 +244,8 @@ class LSM:
         n = len(batch)
         _check_output_sizes(c, n, n_windows, record,
                             min(n, batch_size) if backend == "torch" else 0)
+        if self.codes is not None:
+            check_rows_per_bin(batch, first_sample)
         counts = np.zeros((n, n_windows, c.n_neurons), dtype=np.int32)
         spikes = (np.zeros((n, c.n_bins, c.n_neurons), dtype=np.uint8) if record
                   else np.zeros((0, 0, 0), dtype=np.uint8))
@@ -244,27 +271,37 @@ class LSM:
                                  spikes=spikes[lo:hi] if spikes.shape[0] else spikes,
                                  sample_offset=first_sample + lo)
             return
+        out = (counts[lo:hi], spikes[lo:hi] if spikes.shape[0] else spikes)
+        if self.codes is not None:
+            lif_events_codes(offsets, batch.bins[e_lo:e_hi], batch.channels[e_lo:e_hi],
+                             c.n_bins, *self._in_ops, *self._rec_ops, self.codes[0].scale,
+                             self.codes[1].scale, np.float32(c.decay), np.float32(c.v_th),
+                             RESET_CODES[c.reset], *out)
+            return
         lif_events(offsets, batch.bins[e_lo:e_hi], batch.channels[e_lo:e_hi], c.n_bins,
                    *self._in_ops, *self._rec_ops, np.float32(c.decay), np.float32(c.v_th),
-                   RESET_CODES[c.reset], counts[lo:hi],
-                   spikes[lo:hi] if spikes.shape[0] else spikes)
+                   RESET_CODES[c.reset], *out)
 
     def _torch_state(self, device):
         from lsm.torch_backend import default_device, to_tensor
 
         dev = default_device() if device is None else device
-        return dev, to_tensor(self.w_in, dev), to_tensor(self.w_rec, dev)
+        if self.codes is not None:  # int16 codes as float64: sums of them are exact
+            return (dev, *(to_tensor(w.codes.astype(np.float64), dev) for w in self.codes),
+                    tuple(float(w.scale) for w in self.codes))
+        return dev, to_tensor(self.w_in, dev), to_tensor(self.w_rec, dev), None
 
     def _run_torch(self, batch, lo, hi, counts, spikes, state) -> None:
         import torch
 
         from lsm.torch_backend import lif_dense
 
-        dev, w_in, w_rec = state
+        dev, w_in, w_rec, scales = state
         raster = torch.from_numpy(batch.select(slice(lo, hi)).to_raster(np.float32)).to(dev)
         n_windows = counts.shape[1]
         cnt, spk = lif_dense(raster, w_in, w_rec, self.config.decay, self.config.v_th,
-                             self.config.reset, record=spikes.shape[0] > 0 or n_windows > 1)
+                             self.config.reset, record=spikes.shape[0] > 0 or n_windows > 1,
+                             scales=scales)
         if n_windows == 1:
             counts[lo:hi, 0] = cnt.cpu().numpy()
         else:  # the dense reference records the rasters and sums them per window

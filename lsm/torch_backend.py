@@ -10,6 +10,11 @@ Same update as :mod:`lsm.kernels`, on a dense input raster, batched over samples
 
 The membrane lines are :func:`lsm.kernels.membrane_update`, applied here to whole tensors. The
 input projection of all bins is one batched matmul; the recurrence is a loop over bins.
+
+With 16-bit weight codes (``LSMConfig.weight_format = "int16"``, :func:`lif_dense`'s
+``scales``) the products are sums of integer codes, computed in float64, which holds every such
+sum exactly whatever the matmul's order: the spikes are those of
+:func:`lsm.kernels.lif_events_codes`, bit for bit.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def default_device() -> torch.device:
 @torch.no_grad()
 def lif_dense(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, decay: float,
               v_th: float, reset: str = "zero", record: bool = False,
+              scales: tuple[float, float] | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the reservoir on a dense raster.
 
@@ -61,6 +67,11 @@ def lif_dense(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, dec
     reset : {"zero", "subtract", "none"}
     record : bool
         Also return the spike raster.
+    scales : (scale_in, scale_rec), optional
+        ``w_in`` and ``w_rec`` are integer weight codes (float64 tensors, |code| <= 32767) and
+        these their float32 scales: ``A_t = x_t @ C_in`` and ``B_t = s_{t-1} @ C_rec`` are exact
+        integer sums (float64), and ``I_t = scale_in * float32(A_t) + scale_rec *
+        float32(B_t)`` in float32, as in :func:`lsm.kernels.lif_events_codes`.
 
     Returns
     -------
@@ -73,7 +84,12 @@ def lif_dense(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, dec
     batch, n_bins, _ = raster.shape
     n = w_rec.shape[0]
     dtype = torch.float32
-    drive = torch.matmul(raster.to(dtype), w_in)  # (batch, n_bins, n)
+    if scales is None:
+        drive = torch.matmul(raster.to(dtype), w_in)  # (batch, n_bins, n)
+    else:
+        scale_in = torch.tensor(scales[0], dtype=dtype, device=raster.device)
+        scale_rec = torch.tensor(scales[1], dtype=dtype, device=raster.device)
+        drive = torch.matmul(raster.to(torch.float64), w_in).to(dtype)  # exact sums, rounded
     u = torch.zeros(batch, n, dtype=dtype, device=raster.device)
     s = torch.zeros(batch, n, dtype=dtype, device=raster.device)
     counts = torch.zeros(batch, n, dtype=torch.int32, device=raster.device)
@@ -82,7 +98,11 @@ def lif_dense(raster: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor, dec
     decay_t = torch.tensor(decay, dtype=dtype, device=raster.device)
     v_th_t = torch.tensor(v_th, dtype=dtype, device=raster.device)
     for t in range(n_bins):
-        current = drive[:, t] + s @ w_rec
+        if scales is None:
+            current = drive[:, t] + s @ w_rec
+        else:
+            rec = (s.to(torch.float64) @ w_rec).to(dtype)
+            current = scale_in * drive[:, t] + scale_rec * rec
         u, fired = membrane_update(u, current, s, decay_t, v_th_t, reset_mode)
         s = fired.to(dtype)
         counts += fired

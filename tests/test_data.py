@@ -330,7 +330,8 @@ def _copy(src, dst):
 # (n_inputs, n_bins and n_neurons do, and would reach the key through those too)
 _SHAPE_FIELDS = {"n_inputs", "n_neurons", "n_bins"}
 _OTHER_VALUE = {"decay": 0.8, "v_th": 4.0, "reset": "subtract", "w_in_const": 0.08,
-                "w_rec_const": 0.06, "p_in": 0.5, "p_rec": 0.5, "seed": 1}
+                "w_rec_const": 0.06, "p_in": 0.5, "p_rec": 0.5, "seed": 1,
+                "weight_format": "int16"}
 
 
 def test_the_key_table_covers_every_lsm_config_field():

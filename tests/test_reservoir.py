@@ -242,3 +242,7 @@ def test_large_breakdown_counts_the_work_it_bounds():
     assert r["recurrent_fan_out"] == pytest.approx(100, rel=0.05)
     assert r["spikes_per_sample"] > 0
     assert 0 < r["bound_samples_per_s"] < float("inf") and r["bound_ratio_vs_torch"] > 0
+    # the int16 weight codes: half the bytes per row, the same work counted
+    assert r["int16_spikes_per_sample"] > 0 and r["int16_samples_per_s"] > 0
+    assert 0 < r["int16_bound_samples_per_s"] < float("inf")
+    assert r["l2_int16_row_add_gb_per_s"] > 0
