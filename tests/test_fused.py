@@ -276,3 +276,18 @@ def test_chunked_reading_equals_one_read(nmnist_twin):
     whole = read_streams(ds, pre)
     for chunk_size in (1, 7, 1000):
         same(load_streams(ds, pre, progress=False, chunk_size=chunk_size), whole)
+
+
+def test_a_span_too_long_for_the_bins_is_refused_alike(tmp_path):
+    """Spans whose ticks x n_bins leave int64: the same message from both decoders."""
+    write_nmnist_bin(tmp_path / "Train" / "2" / "a.bin",
+                     np.array([(12, 12, 0, 1), (13, 12, 40, 1)], dtype=NMNIST_DTYPE))
+    write_nmnist_bin(tmp_path / "Train" / "2" / "b.bin",
+                     np.array([(12, 12, 7, 1)], dtype=NMNIST_DTYPE))
+    ds = nmnist(tmp_path, "train")
+    pre = Preprocessing(nmnist_preprocessing().steps, ToEventStream((16, 16, 1), 2**62))
+    got = both(ds, pre)
+    assert got.sample_ids == ["Train/2/b.bin"]
+    assert got.skipped[0][1] == ("sample Train/2/a.bin: preprocessing failed: events span 41 "
+                                 "ticks of 1 us: too long to divide into 4611686018427387904 "
+                                 "bins in int64")

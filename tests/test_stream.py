@@ -165,3 +165,22 @@ def test_sigkill_then_resume(twin, tmp_path):
     ref = encode_dataset(nmnist(twin, "train"), nmnist_preprocessing(), lsm, progress=False)
     assert np.array_equal(load_npz(out)["features"], ref.features)
     assert not partial.exists()
+
+
+def test_bench_pipeline_json_reports_both_paths(tmp_path, capsys):
+    """`lsm bench pipeline --json` on a small generated dataset: both paths timed, the same
+    events and features, stages and peak memory at two sizes (speed itself is not asserted)."""
+    assert main(["bench", "pipeline", "--files", "40", "--rounds", "2", "--json",
+                 "--workdir", str(tmp_path), "--no-progress"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n_files"] == 40 and r["same_events"] and r["same_features"]
+    assert len(list((tmp_path / "nmnist-bench" / "Train").rglob("*.bin"))) == 80
+    lo, mid, hi = r["fused_vs_tonic_rounds"]
+    assert 0 < lo <= mid <= hi and r["spread"] >= 1.0
+    assert set(r["stages_us_per_sample"]) == {"list", "tonic_read", "tonic_preprocess",
+                                              "fused_read", "fused_decode", "encode"}
+    sizes = {(m["mode"], m["n"]) for m in r["memory"]["sizes"]}
+    assert sizes == {("stream", 20), ("stream", 80), ("in_memory", 20), ("in_memory", 80)}
+    assert all(m["growth_mb"] >= 0 for m in r["memory"]["sizes"] + r["memory"]["paths"])
+    for v in r["verdicts"].values():
+        assert v.startswith(("met", "missed", "too noisy", "inconclusive"))

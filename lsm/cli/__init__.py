@@ -11,7 +11,7 @@
     lsm zeroshot --nmnist DIR --ntidigits F   contrastive heads, zero-shot retrieval, seeds
     lsm study features|size|nonideality|splits   accuracy studies, each a run directory + PNG
     lsm sweep run|worker|best|rerun           reservoir searches on Optuna (SQLite, PostgreSQL)
-    lsm bench encode|train-cost               benchmarks, measured side by side
+    lsm bench encode|pipeline|train-cost      benchmarks, measured side by side
     lsm crossbar sample|verify|vmm-error      the simulated RRAM crossbar
     lsm hw idn|program-random|read-map|vmm|journal|emulator   the macro (default: the emulator)
 

@@ -25,6 +25,16 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from lsm.bench.pipeline import bench_pipeline, format_pipeline
+
+    r = bench_pipeline(n_files=1000 if args.quick else args.files,
+                       rounds=2 if args.quick else args.rounds, memory=not args.no_memory,
+                       workdir=args.workdir, progress=not args.no_progress)
+    emit(r, args.json, format_pipeline(r), leave_out=())
+    return 0
+
+
 def _cmd_train_cost(args: argparse.Namespace) -> int:
     from lsm.bench import format_train_cost
     from lsm.experiments.train_cost import TrainCostConfig, run_train_cost
@@ -45,6 +55,19 @@ def register(sub) -> None:
     be.add_argument("--workload", action="append", default=None, choices=["paper", "large"],
                     help="run only this workload (repeatable)")
     be.set_defaults(func=_cmd_encode)
+    bp = bench_sub.add_parser("pipeline", help="files on disk to features: tonic reader + "
+                                                "transforms vs the fused decoder, same LSM",
+                              parents=[json_parent(), progress_parent()])
+    bp.add_argument("--files", type=positive_int, default=4000, metavar="N",
+                    help="N-MNIST-format files to write and time (default: 4000)")
+    bp.add_argument("--rounds", type=positive_int, default=3, metavar="N",
+                    help="interleaved rounds (default: 3)")
+    bp.add_argument("--quick", action="store_true", help="1000 files, 2 rounds")
+    bp.add_argument("--no-memory", action="store_true",
+                    help="skip the peak-memory runs (fresh processes)")
+    bp.add_argument("--workdir", default=None, metavar="DIR",
+                    help="write the files there and keep them (default: a temporary folder)")
+    bp.set_defaults(func=_cmd_pipeline)
     tc = bench_sub.add_parser("train-cost", help="LSM pipeline vs a trainable spiking RNN "
                                                  "(BPTT): MACs and time to the same accuracy",
                               parents=[runs_parent(), json_parent(), progress_parent()])

@@ -114,7 +114,7 @@ def register(sub) -> None:
     enc.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
                      help="dataset: samples read and encoded at a time; finished chunks wait "
                           "in FILE.partial/ and an interrupted run resumes after the last one "
-                          "(default: 2048)")
+                          "(default: 1024)")
     enc.add_argument("--decoder", choices=DECODERS, default="auto",
                      help="dataset: the fused Numba decoder, tonic's reader and transforms "
                           "(the reference), or fused when it knows the preprocessing (auto; "

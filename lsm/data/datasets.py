@@ -65,6 +65,8 @@ class NMNISTFolder:
     labels: np.ndarray
     skipped: list = field(default_factory=list)
     sensor_size: tuple = (34, 34, 2)
+    #: the sample ids, when known at listing (else made from the paths when first asked)
+    _ids: list | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -75,12 +77,16 @@ class NMNISTFolder:
 
     @property
     def sample_ids(self) -> list[str]:
-        return [str(p.relative_to(self.root)) for p in self.paths]
+        """Each file's path relative to ``root`` (``Train/3/00012.bin``)."""
+        if self._ids is None or len(self._ids) != len(self.paths):
+            self._ids = [os.path.relpath(p, self.root) for p in self.paths]
+        return self._ids
 
     def identity(self) -> dict:
         """What the feature cache keys on: every file's relative path, size and mtime."""
-        files = [(str(p.relative_to(self.root)), st.st_size, st.st_mtime_ns)
-                 for p in self.paths for st in [p.stat()]]
+        files = [(sid, st.st_size, st.st_mtime_ns)
+                 for sid, p in zip(self.sample_ids, self.paths, strict=True)
+                 for st in [os.stat(p)]]
         return {"dataset": "nmnist", "split": self.split, "files": files,
                 "skipped": [s[0] for s in self.skipped]}
 
@@ -115,7 +121,7 @@ def nmnist(root: str | os.PathLike, split: str = "train", on_bad_sample: str = "
             f"--nmnist {root}`, or make an offline twin with `lsm data make-twin --nmnist "
             f"{root}`)"
         )
-    paths, labels, skipped = [], [], []
+    paths, ids, labels, skipped = [], [], [], []
     keep = None if digits is None else {int(d) for d in digits}
     for sub in sorted(p for p in base.iterdir() if p.is_dir()):
         if not (sub.name.isdigit() and 0 <= int(sub.name) <= 9):
@@ -128,18 +134,26 @@ def nmnist(root: str | os.PathLike, split: str = "train", on_bad_sample: str = "
         if not os.access(sub, os.R_OK | os.X_OK):  # glob would silently find nothing in it
             _bad_sample(on_bad_sample, skipped, str(sub), f"{sub}: class folder not readable")
             continue
-        for f in sorted(sub.glob("*.bin")):
-            if not f.is_file():  # a dangling symbolic link, a folder named *.bin
+        # scandir: file types come with the listing, no stat per file (glob's "*.bin": no
+        # hidden names)
+        with os.scandir(sub) as it:
+            entries = sorted((e for e in it if e.name.endswith(".bin")
+                              and not e.name.startswith(".")), key=lambda e: e.name)
+        for e in entries:
+            f = sub / e.name
+            rel = f"{SPLIT_FOLDERS[split]}/{sub.name}/{e.name}"
+            if not e.is_file():  # a dangling symbolic link, a folder named *.bin
                 what = "a dangling symbolic link" if f.is_symlink() and not f.exists() \
                     else "not a regular file"
-                msg = f"{f}: {what}"
-                _bad_sample(on_bad_sample, skipped, str(f.relative_to(root)), msg)
+                _bad_sample(on_bad_sample, skipped, rel, f"{f}: {what}")
                 continue
             paths.append(f)
+            ids.append(rel)
             labels.append(label)
     if not paths:
         raise FileNotFoundError(f"{base}: no .bin files in any <digit> folder")
-    return NMNISTFolder(root, split, paths, np.asarray(labels, dtype=np.int64), skipped)
+    return NMNISTFolder(root, split, paths, np.asarray(labels, dtype=np.int64), skipped,
+                        _ids=ids)
 
 
 @dataclass

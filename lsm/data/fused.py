@@ -44,17 +44,23 @@ from lsm.data.formats import (
     nmnist_error,
     read_ntidigits_sample,
 )
-from lsm.data.transforms import Preprocessing, SelectPolarity
+from lsm.data.transforms import (
+    Preprocessing,
+    SelectPolarity,
+    preprocessing_error,
+    span_error,
+)
 
-__all__ = ["FusedPlan", "FusedStreams", "fused_plan", "nmnist_streams", "ntidigits_streams",
-           "DECODERS"]
+__all__ = ["FusedPlan", "FusedStreams", "fused_plan", "nmnist_streams", "decode_nmnist_buffer",
+           "ntidigits_streams", "DECODERS"]
 
 #: How a dataset's files become event streams: "fused" (this module, when the preprocessing is
 #: one it knows), "reference" (tonic + transforms) or "auto" (fused when it can).
 DECODERS = ("auto", "fused", "reference")
 
 # error codes of the N-MNIST kernel (the messages are built by lsm.data.formats.nmnist_error)
-_OK, _EMPTY, _TRUNCATED, _NO_EVENTS, _BAD_X, _BAD_Y, _BACKWARDS = range(7)
+_OK, _EMPTY, _TRUNCATED, _NO_EVENTS, _BAD_X, _BAD_Y, _BACKWARDS, _SPAN = range(8)
+_INT64_MAX = np.iinfo(np.int64).max
 _ERROR_KINDS = {_EMPTY: "empty", _TRUNCATED: "truncated", _NO_EVENTS: "no_events",
                 _BAD_X: "x", _BAD_Y: "y", _BACKWARDS: "backwards"}
 _OVERFLOW_Y = 240
@@ -278,6 +284,10 @@ def _nmnist_file(raw, lo, hi, x0, y0, cw, ch, polarity, res_us, n_bins, binarize
     if res_us != 1:
         for e in range(k):
             ticks[e] = ticks[e] // res_us
+    if k > 0 and ticks[k - 1] - ticks[0] + 1 > _INT64_MAX // n_bins:
+        err[0] = _SPAN
+        err[2] = ticks[k - 1] - ticks[0] + 1
+        return 0
     bits = np.zeros((cw * ch * (2 if polarity < 0 else 1) + 63) // 64, np.uint64)
     return _emit(ticks, chans, k, n_bins, binarize, bits, out_bins, out_ch, out_lo) - out_lo
 
@@ -348,7 +358,7 @@ def _read_files(paths: list) -> tuple[np.ndarray, np.ndarray, dict]:
     return np.frombuffer(b"".join(parts), dtype=np.uint8), starts, failed
 
 
-def nmnist_streams(paths: list, plan: FusedPlan) -> FusedStreams:
+def nmnist_streams(paths: list, plan: FusedPlan, root=None) -> FusedStreams:
     """N-MNIST ``.bin`` files -> event streams, as the reference path makes them.
 
     Parameters
@@ -365,9 +375,17 @@ def nmnist_streams(paths: list, plan: FusedPlan) -> FusedStreams:
         overflow markers, x or y outside 34 x 34, time going backwards, unreadable) has no
         events and a :class:`~lsm.data.formats.BadSampleError` message naming it in ``errors``.
     """
+    raw, starts, failed = _read_files(paths)
+    return decode_nmnist_buffer(paths, raw, starts, failed, plan, root)
+
+
+def decode_nmnist_buffer(paths: list, raw: np.ndarray, starts: np.ndarray, failed: dict,
+                         plan: FusedPlan, root=None) -> FusedStreams:
+    """The decoding half of :func:`nmnist_streams`: files ``raw[starts[i]:starts[i+1]]``
+    (``failed``: {index: message} of those that could not be read). ``root``: the dataset's
+    folder, for the sample ids of the messages (default the paths)."""
     if plan.dataset != "nmnist":
         raise ValueError(f"plan is for {plan.dataset!r}, not N-MNIST")
-    raw, starts, failed = _read_files(paths)
     n = len(paths)
     counts = np.zeros(n, dtype=np.int64)
     errs = np.zeros((n, 8), dtype=np.int64)
@@ -384,8 +402,12 @@ def nmnist_streams(paths: list, plan: FusedPlan) -> FusedStreams:
             errors.append((i, failed[i]))
         elif errs[i, 0] != _OK:
             code, j, a, b = (int(v) for v in errs[i, :4])
-            kind = _ERROR_KINDS[code]
-            if kind == "truncated":
+            kind = _ERROR_KINDS.get(code)
+            if code == _SPAN:
+                errors.append((i, preprocessing_error(
+                    os.path.relpath(paths[i], root) if root is not None else str(paths[i]),
+                    span_error(a, plan.resolution_us, plan.n_bins))))
+            elif kind == "truncated":
                 errors.append((i, nmnist_error(paths[i], kind, size=j)))
             else:
                 errors.append((i, nmnist_error(paths[i], kind, event=j, value=a, previous=b)))
@@ -395,11 +417,12 @@ def nmnist_streams(paths: list, plan: FusedPlan) -> FusedStreams:
 # ---------------------------------------------------------------------- N-TIDIGITS
 @njit(parallel=True, nogil=True, cache=True)
 def _ntidigits_kernel(x, t, starts, max_time_s, res_us, n_bins, binarize, out_bins, out_ch,
-                      counts, bad):
+                      counts, bad, span):
     """Samples ``x[starts[s]:starts[s+1]]`` (channels, float64) and ``t[...]`` (seconds) in
     parallel: checked (whole channels in [0, 64), finite timestamps within +-max, not going
     backwards, at least one event), rounded to microseconds, binned into ``out_*[starts[s]:]``.
-    A sample failing a check gets ``bad[s] = 1`` and no events."""
+    A sample failing a check gets ``bad[s] = 1`` and no events; one whose span (``span[s]``
+    ticks) times ``n_bins`` leaves int64 gets ``bad[s] = 2``."""
     for s in prange(starts.shape[0] - 1):
         lo = starts[s]
         hi = starts[s + 1]
@@ -423,6 +446,10 @@ def _ntidigits_kernel(x, t, starts, max_time_s, res_us, n_bins, binarize, out_bi
             us = np.int64(np.round(t[lo + e] * 1e6))
             ticks[e] = us // res_us
             chans[e] = np.int32(x[lo + e])
+        span[s] = ticks[n - 1] - ticks[0] + 1
+        if span[s] > _INT64_MAX // n_bins:
+            bad[s] = 2
+            continue
         bits = np.zeros(1, np.uint64)  # 64 channels
         counts[s] = _emit(ticks, chans, n, n_bins, binarize, bits, out_bins, out_ch, lo) - lo
 
@@ -490,16 +517,21 @@ def ntidigits_streams(h5, split: str, sample_ids: list, plan: FusedPlan,
     t = np.concatenate(ts).astype(np.float64, copy=False) if ts else np.zeros(0)
     counts = np.zeros(n, dtype=np.int64)
     bad = np.zeros(n, dtype=np.int8)
+    span = np.zeros(n, dtype=np.int64)
     cap = max(1, int(starts[-1]))
     out_bins = np.empty(cap, np.int32)
     out_ch = np.empty(cap, np.int32)
     if n:
         _ntidigits_kernel(x, t, starts, NTIDIGITS_MAX_TIME_S, plan.resolution_us, plan.n_bins,
-                          plan.binarize, out_bins, out_ch, counts, bad)
+                          plan.binarize, out_bins, out_ch, counts, bad, span)
     bad[refused] = 1
     errors = []
     for i in np.flatnonzero(bad):
         counts[i] = 0
+        if bad[i] == 2:
+            errors.append((int(i), preprocessing_error(
+                sample_ids[i], span_error(int(span[i]), plan.resolution_us, plan.n_bins))))
+            continue
         try:  # the reference reader words the message (rare: only for a refused sample)
             read_ntidigits_sample(h5, split, sample_ids[i], source)
         except BadSampleError as exc:

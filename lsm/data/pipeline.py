@@ -18,7 +18,7 @@ from lsm.data.stream import (
     chunk_ranges,
     first_bad_sample,
 )
-from lsm.data.transforms import Preprocessing
+from lsm.data.transforms import Preprocessing, preprocessing_error
 from lsm.events import EventBatch
 from lsm.features import DEFAULT_N_WINDOWS, check_features, event_features
 from lsm.progress import progress_bar
@@ -78,7 +78,7 @@ def _reference_streams(dataset, preprocessing: Preprocessing, indices) -> FusedS
                 streams.append(preprocessing(ev))
                 continue
             except ValueError as exc:  # e.g. a span too long for the bins' integer arithmetic
-                ev = BadSampleError(f"sample {all_ids[i]}: preprocessing failed: {exc}")
+                ev = BadSampleError(preprocessing_error(all_ids[i], str(exc)))
         errors.append((pos, str(ev)))
         streams.append((np.zeros(0, np.int32), np.zeros(0, np.int32)))
     counts = np.array([len(b) for b, _ in streams], dtype=np.int64)
@@ -129,7 +129,7 @@ def read_streams(dataset, preprocessing: Preprocessing, indices=None,
     if how == "fused":
         plan = fused_plan(preprocessing)
         if plan.dataset == "nmnist":
-            got = nmnist_streams([dataset.paths[i] for i in indices], plan)
+            got = nmnist_streams([dataset.paths[i] for i in indices], plan, dataset.root)
         else:
             import h5py
 
@@ -261,8 +261,13 @@ def encode_dataset(dataset, preprocessing: Preprocessing, lsm, features: str = "
                               skipped, True, key)
     folder = (ChunkFolder(cache.folder / f"{key}.partial", key, chunk_size, len(dataset))
               if cache is not None else None)
-    chunks = list(encode_chunks(dataset, preprocessing, lsm, features, k, on_bad_sample,
-                                chunk_size, folder, progress, decoder))
+    if folder is None:
+        chunks = list(encode_chunks(dataset, preprocessing, lsm, features, k, on_bad_sample,
+                                    chunk_size, None, progress, decoder))
+    else:
+        with folder.kept_for_resume():
+            chunks = list(encode_chunks(dataset, preprocessing, lsm, features, k,
+                                        on_bad_sample, chunk_size, folder, progress, decoder))
     feats = (np.concatenate([c.features for c in chunks]) if chunks else
              np.zeros((0,), np.float32))
     labels = (np.concatenate([c.labels for c in chunks]) if chunks else

@@ -29,10 +29,11 @@ import numpy as np
 from lsm.data.formats import BadSampleError
 from lsm.io import atomic_path, atomic_write_text, load_npz
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "Chunk", "ChunkFolder", "chunk_ranges", "write_features_npz"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "Chunk", "ChunkFolder", "chunk_ranges", "write_features_npz",
+           "first_bad_sample"]
 
 #: Samples per chunk: a few MB of events, a few seconds of work.
-DEFAULT_CHUNK_SIZE = 2048
+DEFAULT_CHUNK_SIZE = 1024
 _MANIFEST = "manifest.json"
 _VERSION = 1
 
@@ -150,6 +151,18 @@ class ChunkFolder:
     def clear(self) -> None:
         """Remove the folder and everything in it."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def kept_for_resume(self):
+        """Around the work: on an error, the folder stays only when it holds complete chunks
+        that a rerun can use (an interrupt, a full disk); it goes when it is empty, or when a
+        broken sample stopped the run (the data must change, and with it the key)."""
+        try:
+            yield self
+        except BaseException as exc:
+            if isinstance(exc, BadSampleError) or not self.complete():
+                self.clear()
+            raise
 
 
 def _npy_header(shape: tuple, dtype: np.dtype) -> bytes:

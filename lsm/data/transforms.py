@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["SelectPolarity", "ToEventStream", "Preprocessing", "nmnist_preprocessing",
-           "ntidigits_preprocessing", "describe"]
+           "ntidigits_preprocessing", "describe", "span_error", "preprocessing_error"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,18 @@ class SelectPolarity:
         if self.polarity is None:
             return events
         return events[events["p"] == self.polarity]
+
+
+def span_error(n_ticks: int, resolution_us: int, n_bins: int) -> str:
+    """Why a sample whose ticks times ``n_bins`` leave int64 cannot be binned (one wording for
+    :class:`ToEventStream` and the fused decoder)."""
+    return (f"events span {n_ticks} ticks of {resolution_us} us: too long to divide into "
+            f"{n_bins} bins in int64")
+
+
+def preprocessing_error(sample_id: str, reason: str) -> str:
+    """The message of a sample that read well but could not be preprocessed."""
+    return f"sample {sample_id}: preprocessing failed: {reason}"
 
 
 @dataclass(frozen=True)
@@ -77,8 +89,7 @@ class ToEventStream:
         tick -= tick.min()
         n_ticks = int(tick.max()) + 1
         if n_ticks > np.iinfo(np.int64).max // self.n_bins:
-            raise ValueError(f"events span {n_ticks} ticks of {self.resolution_us} us: too "
-                             f"long to divide into {self.n_bins} bins in int64")
+            raise ValueError(span_error(n_ticks, self.resolution_us, self.n_bins))
         bins = (tick * self.n_bins) // n_ticks
         x = np.asarray(events["x"], dtype=np.int64)
         y = np.asarray(events["y"], dtype=np.int64) if "y" in events.dtype.names else 0

@@ -13,7 +13,7 @@ import numpy as np
 from lsm.config import LSMConfig
 from lsm.features import DEFAULT_N_WINDOWS, check_features
 
-__all__ = ["read_event_file", "encode_file", "encode_dataset_file"]
+__all__ = ["read_event_file", "encode_file", "encode_dataset_file", "stream_to_file"]
 
 
 def read_event_file(path: str | os.PathLike, cfg: LSMConfig):
@@ -135,12 +135,10 @@ def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
         ``chunks``, ``resumed_chunks`` (read back from an interrupted run) and
         ``samples_per_s`` (of this run's own reading and encoding).
     """
-    import time
-
     from lsm.data.cache import as_cache
-    from lsm.data.pipeline import encode_chunks, encoding_key
+    from lsm.data.pipeline import encoding_key
     from lsm.data.registry import dataset_spec
-    from lsm.data.stream import DEFAULT_CHUNK_SIZE, ChunkFolder, chunk_ranges, write_features_npz
+    from lsm.data.stream import DEFAULT_CHUNK_SIZE, chunk_ranges
     from lsm.experiments.common import make_weights
     from lsm.io import atomic_savez, check_output_file
     from lsm.reservoir import LSM
@@ -173,18 +171,37 @@ def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
         return {**result, "shape": list(hit["features"].shape), "samples": len(hit["labels"]),
                 "cache_hit": True, "skipped": skipped, "chunks": 0, "resumed_chunks": 0,
                 "samples_per_s": None}
+    got = stream_to_file(ds, pre, lsm, out, features, k, on_bad_sample, chunk_size, meta,
+                         cache, key, progress, decoder)
+    return {**result, **got}
+
+
+def stream_to_file(ds, pre, lsm, out, features: str, n_windows: int, on_bad_sample: str,
+                   chunk_size: int, meta: dict, cache=None, key: str | None = None,
+                   progress: bool = True, decoder: str = "auto") -> dict:
+    """The streaming half of :func:`encode_dataset_file`, for an opened dataset split ``ds``:
+    chunks in ``<out>.partial/``, then ``out`` with ``features``, ``labels``, ``sample_ids``
+    and the ``meta`` arrays; the same entry in ``cache`` under ``key`` when given."""
+    import time
+
+    from lsm.data.pipeline import encode_chunks, encoding_key
+    from lsm.data.stream import ChunkFolder, chunk_ranges, write_features_npz
+
+    if key is None:
+        key = encoding_key(ds, pre, lsm, features, n_windows, on_bad_sample)
     folder = ChunkFolder(f"{out}.partial", key, chunk_size, len(ds))
     resumed = len(folder.complete())
     labels, ids, skipped = [], [], list(ds.skipped)
     shape, dtype, n_chunks = None, None, 0
     t0 = time.perf_counter()
-    for chunk in encode_chunks(ds, pre, lsm, features, k, on_bad_sample, chunk_size, folder,
-                               progress, decoder):
-        labels.append(chunk.labels)
-        ids.extend(chunk.sample_ids)
-        skipped.extend(chunk.skipped)
-        shape, dtype = chunk.features.shape[1:], chunk.features.dtype
-        n_chunks += 1
+    with folder.kept_for_resume():
+        for chunk in encode_chunks(ds, pre, lsm, features, n_windows, on_bad_sample,
+                                   chunk_size, folder, progress, decoder):
+            labels.append(chunk.labels)
+            ids.extend(chunk.sample_ids)
+            skipped.extend(chunk.skipped)
+            shape, dtype = chunk.features.shape[1:], chunk.features.dtype
+            n_chunks += 1
     elapsed = time.perf_counter() - t0
     labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
     sample_ids = np.array(ids, dtype=str)
@@ -204,8 +221,8 @@ def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
                           skipped=np.array(skipped, dtype=str).reshape(-1, 2))
     folder.clear()
     done_here = sum(len(r) for r in chunk_ranges(len(ds), chunk_size)[resumed:])
-    return {**result, "shape": [len(labels), *shape], "samples": len(labels),
-            "skipped": skipped, "chunks": n_chunks, "resumed_chunks": resumed,
+    return {"shape": [len(labels), *shape], "samples": len(labels), "skipped": skipped,
+            "chunks": n_chunks, "resumed_chunks": resumed,
             "samples_per_s": done_here / elapsed if elapsed > 0 and done_here else None}
 
 
