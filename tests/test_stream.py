@@ -174,13 +174,13 @@ def test_bench_pipeline_json_reports_both_paths(tmp_path, capsys):
                  "--workdir", str(tmp_path), "--no-progress"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n_files"] == 40 and r["same_events"] and r["same_features"]
-    assert len(list((tmp_path / "nmnist-bench" / "Train").rglob("*.bin"))) == 80
+    assert len(list((tmp_path / "nmnist-bench" / "Train").rglob("*.bin"))) == 40
     lo, mid, hi = r["fused_vs_tonic_rounds"]
     assert 0 < lo <= mid <= hi and r["spread"] >= 1.0
     assert set(r["stages_us_per_sample"]) == {"list", "tonic_read", "tonic_preprocess",
                                               "fused_read", "fused_decode", "encode"}
     sizes = {(m["mode"], m["n"]) for m in r["memory"]["sizes"]}
-    assert sizes == {("stream", 20), ("stream", 80), ("in_memory", 20), ("in_memory", 80)}
+    assert sizes == {("stream", 10), ("stream", 40), ("in_memory", 10), ("in_memory", 40)}
     assert all(m["growth_mb"] >= 0 for m in r["memory"]["sizes"] + r["memory"]["paths"])
     for v in r["verdicts"].values():
         assert v.startswith(("met", "missed", "too noisy", "inconclusive"))

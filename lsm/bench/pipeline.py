@@ -147,17 +147,26 @@ def _stages_tonic(ds, pre) -> tuple[float, float, object]:
     return t_read, t_pre, EventBatch.from_streams(streams, pre.n_bins, pre.n_channels)
 
 
-def _stages_fused(ds, plan) -> tuple[float, float, object]:
-    """Seconds reading the files into one buffer, and decoding + crop + bins (Numba)."""
-    from lsm.data.fused import _read_files, decode_nmnist_buffer
+def _stages_fused(ds, plan, workspace) -> tuple[float, float, object]:
+    """Seconds reading the files into one buffer, and decoding + crop + bins (Numba), chunk by
+    chunk as :func:`lsm.data.encode_dataset` does (one workspace, reused)."""
+    from lsm.data.fused import decode_nmnist_buffer, read_files
+    from lsm.data.stream import DEFAULT_CHUNK_SIZE, chunk_ranges
     from lsm.events import EventBatch
 
-    t0 = time.perf_counter()
-    raw, starts, failed = _read_files(ds.paths)
-    t1 = time.perf_counter()
-    got = decode_nmnist_buffer(ds.paths, raw, starts, failed, plan)
-    batch = EventBatch(got.offsets, got.bins, got.channels, plan.n_bins, plan.n_channels)
-    return t1 - t0, time.perf_counter() - t1, batch
+    t_read = t_decode = 0.0
+    batches = []
+    for r in chunk_ranges(len(ds), DEFAULT_CHUNK_SIZE):
+        paths = ds.paths[r.start:r.stop]
+        t0 = time.perf_counter()
+        raw, starts, failed = read_files(paths, workspace)
+        t1 = time.perf_counter()
+        got = decode_nmnist_buffer(paths, raw, starts, failed, plan, None, workspace)
+        batches.append(EventBatch(got.offsets, got.bins, got.channels, plan.n_bins,
+                                  plan.n_channels))
+        t_read += t1 - t0
+        t_decode += time.perf_counter() - t1
+    return t_read, t_decode, EventBatch.concatenate(batches, plan.n_bins, plan.n_channels)
 
 
 def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
@@ -168,7 +177,7 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
     Parameters
     ----------
     n_files : int
-        Files timed (the dataset holds ``2 * n_files`` for the memory runs).
+        Files written and timed (the memory runs use a quarter of them, then all).
     rounds : int
         Interleaved rounds; the best is reported with the round-by-round ratio range.
     memory : bool
@@ -191,23 +200,22 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
         workdir = tmp
     root = Path(workdir) / "nmnist-bench"
     try:
-        n_total = 2 * n_files if memory else n_files
-        if not (root / "Train").is_dir() or len(nmnist(root, "train")) != n_total:
+        if not (root / "Train").is_dir() or len(nmnist(root, "train")) != n_files:
             shutil.rmtree(root, ignore_errors=True)
             t0 = time.perf_counter()
-            write_bench_dataset(root, n_total, seed)
+            write_bench_dataset(root, n_files, seed)
             made_s = time.perf_counter() - t0
         else:
             made_s = 0.0
-        full = nmnist(root, "train")
+        ds = nmnist(root, "train")
         pre, lsm = nmnist_preprocessing(), LSM(LSMConfig.nmnist())
         plan = fused_plan(pre)
-        from lsm.data.datasets import NMNISTFolder
-
-        ds = NMNISTFolder(full.root, "train", full.paths[:n_files], full.labels[:n_files])
         # warm-up outside the clock: JIT (from Numba's cache), page cache, allocator
         for decoder in ("reference", "fused"):
             encode_dataset(ds, pre, lsm, progress=False, decoder=decoder)
+        from lsm.data.fused import Workspace
+
+        workspace = Workspace()
         e2e = {"tonic": [], "fused": []}
         stages = {k: [] for k in ("list", "tonic_read", "tonic_preprocess", "fused_read",
                                   "fused_decode", "encode")}
@@ -217,10 +225,8 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
             for _ in range(rounds):
                 for name, decoder in (("tonic", "reference"), ("fused", "fused")):
                     t0 = time.perf_counter()
-                    listed = nmnist(root, "train")
-                    sub = NMNISTFolder(listed.root, "train", listed.paths[:n_files],
-                                       listed.labels[:n_files])
-                    enc = encode_dataset(sub, pre, lsm, progress=False, decoder=decoder)
+                    enc = encode_dataset(nmnist(root, "train"), pre, lsm, progress=False,
+                                         decoder=decoder)
                     e2e[name].append(time.perf_counter() - t0)
                     if name == "tonic":
                         ref_features = enc.features
@@ -232,7 +238,7 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
                 r, p, batch_t = _stages_tonic(ds, pre)
                 stages["tonic_read"].append(r)
                 stages["tonic_preprocess"].append(p)
-                r, d, batch_f = _stages_fused(ds, plan)
+                r, d, batch_f = _stages_fused(ds, plan, workspace)
                 stages["fused_read"].append(r)
                 stages["fused_decode"].append(d)
                 t0 = time.perf_counter()
@@ -282,13 +288,13 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
 
 def _memory_runs(root: Path, n_files: int, workdir: Path) -> dict:
     """Peak memory of each path on ``n_files`` files, and of streaming vs in-memory encoding on
-    ``n_files // 2`` and ``2 * n_files`` files (a 4x larger dataset)."""
+    ``n_files // 4`` and ``n_files`` files (a 4x larger dataset)."""
     out = {"paths": [], "sizes": []}
     for mode in ("tonic", "fused"):
         out["paths"].append(_measure_memory({"root": str(root), "n": n_files, "mode": mode}))
-    for n in (n_files // 2, 2 * n_files):
+    for n in (n_files // 4, n_files):
         for mode in ("stream", "in_memory"):
-            spec = {"root": str(root), "n": n, "mode": mode, "chunk_size": 512,
+            spec = {"root": str(root), "n": n, "mode": mode, "chunk_size": 256,
                     "out": str(workdir / f"stream-{n}.npz")}
             out["sizes"].append(_measure_memory(spec))
             with_out = Path(spec["out"])
@@ -330,7 +336,7 @@ def format_pipeline(r: dict) -> str:
                          f"(peak RSS {row['peak_mb']:.0f})")
         by = {(x["mode"], x["n"]): x for x in m["sizes"]}
         sizes = sorted({x["n"] for x in m["sizes"]})
-        for mode, what in (("stream", "streaming (lsm encode, 512-sample chunks on disk)"),
+        for mode, what in (("stream", "streaming (lsm encode, 256-sample chunks on disk)"),
                            ("in_memory", "in memory (all events at once)")):
             cells = ", ".join(f"{n} files +{by[(mode, n)]['growth_mb']:.1f}" for n in sizes)
             lines.append(f"  {what}: {cells}")

@@ -63,9 +63,10 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         rate = (f", {r['samples_per_s']:,.0f} samples/s" if r["samples_per_s"] else "")
         resumed = (f", resumed after {r['resumed_chunks']} of {r['chunks']} chunks"
                    if r["resumed_chunks"] else "")
+        chunks = f"{r['chunks']} chunk" + ("s" if r["chunks"] != 1 else "")
         text = (f"wrote {r['out']}: features {tuple(r['shape'])} from {r['samples']} samples of "
                 f"{dataset} {args.split}" + (" (cache hit)" if r["cache_hit"] else
-                                             f" ({r['chunks']} chunk{'s' * (r['chunks'] != 1)}{resumed}{rate})")
+                                             f" ({chunks}{resumed}{rate})")
                 + (f"; skipped {len(r['skipped'])} bad samples" if r["skipped"] else ""))
     elif args.input:
         r = encode_file(args.input, args.out, load_config(args), args.features, args.backend,
@@ -114,7 +115,7 @@ def register(sub) -> None:
     enc.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
                      help="dataset: samples read and encoded at a time; finished chunks wait "
                           "in FILE.partial/ and an interrupted run resumes after the last one "
-                          "(default: 1024)")
+                          "(default: 256)")
     enc.add_argument("--decoder", choices=DECODERS, default="auto",
                      help="dataset: the fused Numba decoder, tonic's reader and transforms "
                           "(the reference), or fused when it knows the preprocessing (auto; "

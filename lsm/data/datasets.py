@@ -83,12 +83,14 @@ class NMNISTFolder:
         return self._ids
 
     def identity(self) -> dict:
-        """What the feature cache keys on: every file's relative path, size and mtime."""
-        files = [(sid, st.st_size, st.st_mtime_ns)
-                 for sid, p in zip(self.sample_ids, self.paths, strict=True)
-                 for st in [os.stat(p)]]
-        return {"dataset": "nmnist", "split": self.split, "files": files,
-                "skipped": [s[0] for s in self.skipped]}
+        """What the feature cache keys on: a SHA-256 over every file's relative path, size and
+        modification time (one line each), and their number."""
+        h = hashlib.sha256()
+        for sid, p in zip(self.sample_ids, self.paths, strict=True):
+            st = os.stat(p)
+            h.update(f"{sid}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        return {"dataset": "nmnist", "split": self.split, "n_files": len(self.paths),
+                "files_sha256": h.hexdigest(), "skipped": [s[0] for s in self.skipped]}
 
 
 def nmnist(root: str | os.PathLike, split: str = "train", on_bad_sample: str = "error",

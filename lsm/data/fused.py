@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numba import njit, prange
@@ -51,7 +50,7 @@ from lsm.data.transforms import (
     span_error,
 )
 
-__all__ = ["FusedPlan", "FusedStreams", "fused_plan", "nmnist_streams", "decode_nmnist_buffer",
+__all__ = ["FusedPlan", "FusedStreams", "Workspace", "fused_plan", "read_files", "nmnist_streams", "decode_nmnist_buffer",
            "ntidigits_streams", "DECODERS"]
 
 #: How a dataset's files become event streams: "fused" (this module, when the preprocessing is
@@ -325,40 +324,70 @@ def _finish(src_lo: np.ndarray, counts: np.ndarray, out_bins: np.ndarray, out_ch
     return FusedStreams(offsets, bins, channels, errors)
 
 
-def _read_files(paths: list) -> tuple[np.ndarray, np.ndarray, dict]:
+#: bytes read per system call: above any N-MNIST file (about 20-30 KB), below malloc's mmap limit
+_READ_BLOCK = 1 << 16
+
+
+class Workspace:
+    """Buffers kept from one chunk to the next (the file bytes, the decoder's scratch output).
+
+    A fresh buffer of tens of MB costs a page fault per 4 KB page on first touch, about as much
+    as decoding into it; reusing one makes that a once-per-run cost. Pass one workspace to the
+    consecutive calls of one run (:func:`nmnist_streams`); results never point into it.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, n: int, dtype) -> np.ndarray:
+        """A buffer of at least ``n`` items (its first ``n`` returned), kept for the next call."""
+        buf = self._buffers.get(name)
+        if buf is None or len(buf) < n or buf.dtype != np.dtype(dtype):
+            buf = np.empty(max(n, 0 if buf is None else len(buf) * 5 // 4), dtype=dtype)
+            self._buffers[name] = buf
+        return buf[:n]
+
+
+def read_files(paths: list, workspace: Workspace | None = None
+                ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Every file whole, back to back in one buffer: (raw, starts, {index: message}); a file
-    that cannot be read holds no bytes and has a message."""
-    parts = []
-    sizes = np.zeros(len(paths), dtype=np.int64)
+    that cannot be read holds no bytes and has a message.
+
+    Each file is read straight into the buffer (``os.readv`` into its free end, no bytes object
+    per file), which grows when a file does not fit.
+    """
+    workspace = Workspace() if workspace is None else workspace
+    buf = workspace.get("raw", len(paths) * 32768 + _READ_BLOCK, np.uint8)
+    view = memoryview(buf)
+    starts = np.zeros(len(paths) + 1, dtype=np.int64)
     failed = {}
+    pos = 0
     for i, p in enumerate(paths):
+        begin = pos
         try:
             fd = os.open(p, os.O_RDONLY)
-        except OSError as exc:
+            try:
+                while True:
+                    if pos + _READ_BLOCK > len(buf):
+                        kept = buf[:pos].copy()
+                        buf = workspace.get("raw", 2 * len(buf) + _READ_BLOCK, np.uint8)
+                        buf[:pos] = kept
+                        view = memoryview(buf)
+                    got = os.readv(fd, [view[pos:pos + _READ_BLOCK]])
+                    pos += got
+                    if got == 0:
+                        break
+            finally:
+                os.close(fd)
+        except OSError as exc:  # gone, a folder (EISDIR), an I/O error
             failed[i] = f"{p}: cannot read ({exc.strerror or exc})"
-            continue
-        try:
-            size = os.fstat(fd).st_size
-            data = os.read(fd, size + 1)
-            while len(data) > size:  # grew since fstat: read to its end
-                more = os.read(fd, 1 << 20)
-                if not more:
-                    break
-                data += more
-                size = len(data)
-        except OSError as exc:  # a folder (EISDIR), an I/O error
-            failed[i] = f"{p}: cannot read ({exc.strerror or exc})"
-            continue
-        finally:
-            os.close(fd)
-        parts.append(data)
-        sizes[i] = len(data)
-    starts = np.zeros(len(paths) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=starts[1:])
-    return np.frombuffer(b"".join(parts), dtype=np.uint8), starts, failed
+            pos = begin
+        starts[i + 1] = pos
+    return buf[:pos], starts, failed
 
 
-def nmnist_streams(paths: list, plan: FusedPlan, root=None) -> FusedStreams:
+def nmnist_streams(paths: list, plan: FusedPlan, root=None,
+                   workspace: Workspace | None = None) -> FusedStreams:
     """N-MNIST ``.bin`` files -> event streams, as the reference path makes them.
 
     Parameters
@@ -367,6 +396,10 @@ def nmnist_streams(paths: list, plan: FusedPlan, root=None) -> FusedStreams:
         The files, one sample each.
     plan : FusedPlan
         From :func:`fused_plan` of the N-MNIST preprocessing.
+    root : path, optional
+        The dataset's folder: messages name samples relative to it.
+    workspace : Workspace, optional
+        Buffers to reuse across the calls of one run.
 
     Returns
     -------
@@ -375,12 +408,13 @@ def nmnist_streams(paths: list, plan: FusedPlan, root=None) -> FusedStreams:
         overflow markers, x or y outside 34 x 34, time going backwards, unreadable) has no
         events and a :class:`~lsm.data.formats.BadSampleError` message naming it in ``errors``.
     """
-    raw, starts, failed = _read_files(paths)
-    return decode_nmnist_buffer(paths, raw, starts, failed, plan, root)
+    raw, starts, failed = read_files(paths, workspace)
+    return decode_nmnist_buffer(paths, raw, starts, failed, plan, root, workspace)
 
 
 def decode_nmnist_buffer(paths: list, raw: np.ndarray, starts: np.ndarray, failed: dict,
-                         plan: FusedPlan, root=None) -> FusedStreams:
+                         plan: FusedPlan, root=None,
+                         workspace: Workspace | None = None) -> FusedStreams:
     """The decoding half of :func:`nmnist_streams`: files ``raw[starts[i]:starts[i+1]]``
     (``failed``: {index: message} of those that could not be read). ``root``: the dataset's
     folder, for the sample ids of the messages (default the paths)."""
@@ -390,8 +424,9 @@ def decode_nmnist_buffer(paths: list, raw: np.ndarray, starts: np.ndarray, faile
     counts = np.zeros(n, dtype=np.int64)
     errs = np.zeros((n, 8), dtype=np.int64)
     cap = max(1, int(starts[-1]) // 5)
-    out_bins = np.empty(cap, np.int32)
-    out_ch = np.empty(cap, np.int32)
+    workspace = Workspace() if workspace is None else workspace
+    out_bins = workspace.get("bins", cap, np.int32)
+    out_ch = workspace.get("channels", cap, np.int32)
     if n:
         _nmnist_kernel(raw, starts, plan.x0, plan.y0, plan.width, plan.height, plan.polarity,
                        plan.resolution_us, plan.n_bins, plan.binarize, out_bins, out_ch,

@@ -10,7 +10,14 @@ import numpy as np
 from lsm.data.cache import FeatureCache, as_cache, cache_key
 from lsm.data.datasets import ON_BAD_SAMPLE, NMNISTFolder, NTIDIGITSFile
 from lsm.data.formats import BadSampleError
-from lsm.data.fused import DECODERS, FusedStreams, fused_plan, nmnist_streams, ntidigits_streams
+from lsm.data.fused import (
+    DECODERS,
+    FusedStreams,
+    Workspace,
+    fused_plan,
+    nmnist_streams,
+    ntidigits_streams,
+)
 from lsm.data.stream import (
     DEFAULT_CHUNK_SIZE,
     Chunk,
@@ -115,13 +122,15 @@ def choose_decoder(dataset, preprocessing: Preprocessing, decoder: str = "auto")
 
 
 def read_streams(dataset, preprocessing: Preprocessing, indices=None,
-                 on_bad_sample: str = "error", decoder: str = "auto") -> StreamSet:
+                 on_bad_sample: str = "error", decoder: str = "auto",
+                 workspace: Workspace | None = None) -> StreamSet:
     """Samples ``indices`` (default all) of ``dataset`` as event streams.
 
     The fused decoder (:mod:`lsm.data.fused`) and the reference path (tonic's reader and the
     transforms) give the same events; ``decoder`` picks one (``"auto"``: fused when it knows
     the preprocessing). A broken sample raises :class:`BadSampleError` naming the file (under
-    ``on_bad_sample="error"``) or is left out and listed in ``skipped``.
+    ``on_bad_sample="error"``) or is left out and listed in ``skipped``. ``workspace``: the
+    fused decoder's buffers, reused across the chunks of one run.
     """
     check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -129,7 +138,8 @@ def read_streams(dataset, preprocessing: Preprocessing, indices=None,
     if how == "fused":
         plan = fused_plan(preprocessing)
         if plan.dataset == "nmnist":
-            got = nmnist_streams([dataset.paths[i] for i in indices], plan, dataset.root)
+            got = nmnist_streams([dataset.paths[i] for i in indices], plan, dataset.root,
+                                 workspace)
         else:
             import h5py
 
@@ -160,11 +170,12 @@ def load_streams(dataset, preprocessing: Preprocessing, on_bad_sample: str = "er
     found when the dataset was listed.
     """
     check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
-    parts = []
+    parts, workspace = [], Workspace()
     with progress_bar(total=len(dataset), desc="read + preprocess", unit="sample",
                       disable=not progress, leave=False) as bar:
         for r in chunk_ranges(len(dataset), chunk_size):
-            parts.append(read_streams(dataset, preprocessing, r, on_bad_sample, decoder))
+            parts.append(read_streams(dataset, preprocessing, r, on_bad_sample, decoder,
+                                      workspace))
             bar.update(len(r))
     skipped = list(getattr(dataset, "skipped", []))
     for part in parts:
@@ -212,12 +223,14 @@ def encode_chunks(dataset, preprocessing: Preprocessing, lsm, features: str = "r
     k = check_features(features, n_windows, preprocessing.n_bins)
     ranges = chunk_ranges(len(dataset), chunk_size)
     done = set(folder.complete()) if folder is not None else set()
+    workspace = Workspace()
     with progress_bar(total=len(dataset), desc="read + encode", unit="sample",
                       disable=not progress, leave=False) as bar:
         for index, r in enumerate(ranges):
             chunk = folder.load(index) if index in done else None
             if chunk is None:
-                streams = read_streams(dataset, preprocessing, r, on_bad_sample, decoder)
+                streams = read_streams(dataset, preprocessing, r, on_bad_sample, decoder,
+                                       workspace)
                 if lsm is None:
                     feats = event_features(streams.events, features, k)
                 else:

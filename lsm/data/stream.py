@@ -32,8 +32,8 @@ from lsm.io import atomic_path, atomic_write_text, load_npz
 __all__ = ["DEFAULT_CHUNK_SIZE", "Chunk", "ChunkFolder", "chunk_ranges", "write_features_npz",
            "first_bad_sample"]
 
-#: Samples per chunk: a few MB of events, a few seconds of work.
-DEFAULT_CHUNK_SIZE = 1024
+#: Samples per chunk: a few MB of buffers (reused chunk to chunk), a fraction of a second.
+DEFAULT_CHUNK_SIZE = 256
 _MANIFEST = "manifest.json"
 _VERSION = 1
 
