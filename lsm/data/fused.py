@@ -50,8 +50,8 @@ from lsm.data.transforms import (
     span_error,
 )
 
-__all__ = ["FusedPlan", "FusedStreams", "Workspace", "fused_plan", "read_files", "nmnist_streams", "decode_nmnist_buffer",
-           "ntidigits_streams", "DECODERS"]
+__all__ = ["FusedPlan", "FusedStreams", "Workspace", "fused_plan", "read_files",
+           "nmnist_streams", "decode_nmnist_buffer", "ntidigits_streams", "DECODERS"]
 
 #: How a dataset's files become event streams: "fused" (this module, when the preprocessing is
 #: one it knows), "reference" (tonic + transforms) or "auto" (fused when it can).

@@ -91,8 +91,11 @@ def _reference_streams(dataset, preprocessing: Preprocessing, indices) -> FusedS
     counts = np.array([len(b) for b, _ in streams], dtype=np.int64)
     offsets = np.zeros(len(streams) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    cat = (lambda k: np.concatenate([st[k] for st in streams]).astype(np.int32, copy=False)
-           if streams else np.zeros(0, np.int32))
+    def cat(k: int) -> np.ndarray:
+        if not streams:
+            return np.zeros(0, np.int32)
+        return np.concatenate([st[k] for st in streams]).astype(np.int32, copy=False)
+
     return FusedStreams(offsets, cat(0), cat(1), errors)
 
 
