@@ -126,6 +126,8 @@ def test_use(tmp_path):
 def test_datasets(tmp_path):
     run = run_section("Datasets", tmp_path)
     assert (tmp_path / "nmnist_train.npz").exists() and list((tmp_path / "runs").glob("info-*"))
+    assert (tmp_path / "audio_test.npz").exists() and "chunks" in run.stdout  # streamed
+    assert not list(tmp_path.glob("*.partial"))
     assert "(600, 200)" in run.stdout  # the Python block: 600 twin digits encoded
 
 
