@@ -45,10 +45,12 @@ WORKLOADS = (
              0.04, 400, 96, 128),
 )
 
-#: Targets from the issues, on a 2-core machine (``int16_ratio_vs_torch``: the int16 kernel
-#: against the float32 torch backend, issue 14).
+#: Targets from the issues, on a 2-core machine. The large workload's first target, 8x torch,
+#: was set before its bound was measured (``benchmarks/large_breakdown.py``); issue 14 asked
+#: for 70 % of that bound on the CI machine, 3.2x torch, or int16 codes that move the bound
+#: (``int16_ratio_vs_torch``: the int16 kernel against the float32 torch backend).
 TARGETS = {"paper": {"ratio_vs_torch": 4.0, "ratio_vs_snntorch": 5.0, "in_loop_slowdown": 3.0},
-           "large": {"ratio_vs_torch": 8.0, "int16_ratio_vs_torch": 3.2}}
+           "large": {"ratio_vs_torch": 3.2, "int16_ratio_vs_torch": 3.2}}
 
 
 #: Rates of one backend varying more than this factor between rounds: too noisy to conclude.
