@@ -42,15 +42,19 @@ def integer_weights(rng, n_inputs, n_neurons, p_rec=1.0):
 def pytest_addoption(parser):
     parser.addoption("--resource", default=None,
                      help="VISA resource of a real IMC40 macro; enables the tests marked chip")
+    parser.addoption("--exhaustive", action="store_true",
+                     help="also run the tests marked exhaustive (every combination of a grid "
+                          "whose representatives run anyway)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--resource"):
-        return
-    skip = pytest.mark.skip(reason="needs a real chip: pass --resource")
+    skip_chip = pytest.mark.skip(reason="needs a real chip: pass --resource")
+    skip_grid = pytest.mark.skip(reason="the rest of a grid: pass --exhaustive")
     for item in items:
-        if "chip" in item.keywords:
-            item.add_marker(skip)
+        if "chip" in item.keywords and not config.getoption("--resource"):
+            item.add_marker(skip_chip)
+        if "exhaustive" in item.keywords and not config.getoption("--exhaustive"):
+            item.add_marker(skip_grid)
 
 
 @pytest.fixture

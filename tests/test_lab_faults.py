@@ -112,12 +112,23 @@ def assert_exactly_once(server, journal_path, job_id):
 #: the combinations whose campaign takes more than ~5 s even at 5 % (garble+disconnect: about
 #: 10 s, every run): slow at both rates
 SLOW_COMBINATIONS = {("garble_rate", "disconnect_rate")}
+#: at 30 % every fault alone and all four together always run; the 10 pairs and triples
+#: (2.5 minutes on 2 cores) only with ``pytest --exhaustive`` (at 5 % all 15 always run)
+ALWAYS_AT_30 = {c for c in COMBINATIONS if len(c) in (1, len(FAULTS))}
 
 
-@pytest.mark.parametrize("rate", [0.05, pytest.param(0.3, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("faults", [pytest.param(c, marks=pytest.mark.slow)
-                                    if c in SLOW_COMBINATIONS else c for c in COMBINATIONS],
-                         ids=lambda c: "+".join(f[:-5] for f in c))
+def _campaign_marks(faults, rate):
+    marks = []
+    if faults in SLOW_COMBINATIONS or rate > 0.1:
+        marks.append(pytest.mark.slow)
+    if rate > 0.1 and faults not in ALWAYS_AT_30:
+        marks.append(pytest.mark.exhaustive)
+    return marks
+
+
+@pytest.mark.parametrize("faults, rate", [
+    pytest.param(c, r, marks=_campaign_marks(c, r), id=f"{'+'.join(f[:-5] for f in c)}-{r}")
+    for r in (0.05, 0.3) for c in COMBINATIONS])
 def test_fault_campaign(tmp_path, faults, rate):
     seed = (COMBINATIONS.index(faults) + 1) * (3 if rate > 0.1 else 7)
     server = EmulatorServer(0, EmulatedMacro(seed=seed), FaultConfig(**dict.fromkeys(faults, rate)),
