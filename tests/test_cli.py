@@ -171,6 +171,29 @@ def test_bench_verdicts_need_agreeing_rounds_on_a_steady_machine():
     assert verdict([2.1, 2.5, 2.8], 1.05, 3.0, higher_is_better=False) == "met in every round"
     assert verdict([3.1, 3.2, 3.3], 1.05, 3.0, higher_is_better=False) \
         == "missed in every round"
+    # a steady load from other processes slows every round alike: no verdict either
+    assert verdict([4.2, 4.5, 4.9], 1.05, 4.0, busy=0.35).startswith(
+        "too noisy to conclude (other processes used 35 %")
+    assert verdict([4.2, 4.5, 4.9], 1.05, 4.0, busy=0.02) == "met in every round"
+
+
+def test_other_load_sees_another_process_busy():
+    """A process spinning beside the measured block shows up as others' CPU share (half the
+    machine on 2 cores, all of one core on any machine: over 1 / (2 x cores))."""
+    import os
+    import time
+
+    from lsm.bench.encode import OtherLoad
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        with OtherLoad() as load:
+            time.sleep(1.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert load.share is not None and load.share > 1 / (2 * (os.cpu_count() or 1))
 
 
 def _subcommands(parser, prefix=()):

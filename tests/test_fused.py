@@ -184,17 +184,23 @@ def test_broken_nmnist_files_are_refused_alike(tmp_path):
     assert messages[0] == messages[1] and str(tmp_path) in messages[0]
 
 
-def test_a_file_gone_after_listing_is_named(tmp_path):
-    for k in range(3):
+def test_files_gone_or_replaced_after_listing_are_named(tmp_path):
+    for k in range(5):
         write_nmnist_bin(tmp_path / "Train" / "2" / f"{k}.bin",
                          np.array([(12, 12, k, 1)], dtype=NMNIST_DTYPE))
     ds = nmnist(tmp_path, "train")
     os.unlink(ds.paths[1])
+    os.unlink(ds.paths[2])
+    os.mkfifo(ds.paths[2])  # would block a plain open() forever
+    os.unlink(ds.paths[3])
+    ds.paths[3].mkdir()
     fused = read_streams(ds, nmnist_preprocessing(), on_bad_sample="skip", decoder="fused")
     ref = read_streams(ds, nmnist_preprocessing(), on_bad_sample="skip", decoder="reference")
-    assert fused.sample_ids == ref.sample_ids == ["Train/2/0.bin", "Train/2/2.bin"]
+    assert fused.sample_ids == ref.sample_ids == ["Train/2/0.bin", "Train/2/4.bin"]
     assert "1.bin: cannot read" in fused.skipped[0][1]
     assert "1.bin: cannot read" in ref.skipped[0][1]
+    assert [m for _, m in fused.skipped[1:]] == [m for _, m in ref.skipped[1:]]
+    assert fused.skipped[1][1].endswith("2.bin: not a regular file")
 
 
 def test_unknown_chains_use_the_reference(tmp_path):

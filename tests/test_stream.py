@@ -14,6 +14,7 @@ import pytest
 from lsm import LSM, LSMConfig
 from lsm.cli import main
 from lsm.data import FeatureCache, encode_dataset, nmnist, nmnist_preprocessing
+from lsm.data.pipeline import encode_chunks
 from lsm.data.stream import ChunkFolder, chunk_ranges
 from lsm.io import load_npz
 
@@ -113,9 +114,11 @@ def test_another_config_starts_over(twin, tmp_path, capsys):
     out = tmp_path / "f.npz"
     key_folder = ChunkFolder(tmp_path / "f.npz.partial", "some-other-key", 40, 150)
     (key_folder.folder / "chunk-000000.npz").write_bytes(b"not this encoding's")
+    key_folder.release()
     assert main(["encode", "--nmnist", str(twin), "--out", str(out), "--chunk-size", "40",
                  "--no-progress"]) == 0
-    assert "resumed" not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "resumed" not in captured.out and "discarded 1 chunks" in captured.err
     assert np.array_equal(load_npz(out)["features"], reference(twin, "rates").features)
 
 
@@ -133,9 +136,52 @@ def test_a_damaged_chunk_is_redone(twin, tmp_path):
     key = encoding_key(ds, nmnist_preprocessing(), lsm, "rates", 1, "error")
     folder = ChunkFolder(tmp_path / "f.npz.partial", key, 40, len(ds))
     (folder.folder / "chunk-000001.npz").write_bytes(b"PK\x03\x04garbage")
+    # and chunk 2 a well-formed chunk of another encoding (copied from elsewhere)
+    other = ChunkFolder(tmp_path / "other.partial", "another-key", 40, len(ds))
+    lsm_chunk = next(encode_chunks(ds, nmnist_preprocessing(), lsm, chunk_size=40,
+                                   progress=False))
+    lsm_chunk.index = 2
+    os.replace(other.save(lsm_chunk), folder.path(2))
+    other.clear()
+    folder.release()
     out.unlink()
     assert main(args) == 0
     assert np.array_equal(load_npz(out)["features"], first)
+
+
+def test_one_output_is_written_by_one_run_at_a_time(twin, tmp_path, capsys):
+    out = tmp_path / "f.npz"
+    holder = ChunkFolder(tmp_path / "f.npz.partial", "k", 40, 150)  # another run, at work
+    assert main(["encode", "--nmnist", str(twin), "--out", str(out), "--no-progress"]) == 2
+    assert "another run is writing these chunks" in capsys.readouterr().err
+    assert not out.exists()
+    holder.release()
+    assert main(["encode", "--nmnist", str(twin), "--out", str(out), "--no-progress"]) == 0
+
+
+def test_outputs_that_would_destroy_or_mislead_are_refused(twin, tmp_path, capsys):
+    from lsm.data.formats import write_ntidigits_hdf5
+
+    # the dataset file itself as --out
+    path = tmp_path / "n.hdf5"
+    write_ntidigits_hdf5(path, {"train": [("s1-a-1", [1, 2], [0.0, 0.1])]})
+    before = path.read_bytes()
+    assert main(["encode", "--ntidigits", str(path), "--out", str(path), "--no-progress"]) == 2
+    assert "is the dataset itself" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    # a split with nothing to encode (multi-digit utterances only)
+    multi = tmp_path / "multi.hdf5"
+    write_ntidigits_hdf5(multi, {"train": [("s1-a-12", [1, 2], [0.0, 0.1])]})
+    assert main(["encode", "--ntidigits", str(multi), "--out", str(tmp_path / "m.npz"),
+                 "--no-progress"]) == 2
+    assert "has no samples to encode" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.hdf5", "n.hdf5"]
+    # a symbolic link where the chunks would go (they could be another run's)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "s.npz.partial").symlink_to(tmp_path / "elsewhere")
+    assert main(["encode", "--nmnist", str(twin), "--out", str(tmp_path / "s.npz"),
+                 "--no-progress"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow

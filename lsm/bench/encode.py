@@ -23,7 +23,8 @@ from lsm.config import LSMConfig
 from lsm.events import EventBatch
 from lsm.reservoir import LSM
 
-__all__ = ["Workload", "WORKLOADS", "TARGETS", "NOISY_SPREAD", "verdict", "bench_workload",
+__all__ = ["Workload", "WORKLOADS", "TARGETS", "NOISY_SPREAD", "BUSY_SHARE", "OtherLoad",
+           "verdict", "bench_workload",
            "bench_encode", "format_table"]
 
 
@@ -81,10 +82,55 @@ def _compare(rates: dict[str, list[float]], a: str, b: str) -> dict:
             "spread": float(max(ra.max() / ra.min(), rb.max() / rb.min()))}
 
 
-def verdict(rounds: list[float], spread: float, target: float, higher_is_better: bool = True
-            ) -> str:
-    """``met`` / ``missed`` only when every round agrees and the machine was steady; else
-    says why it cannot conclude."""
+#: Share of the machine's CPU time taken by other processes (and the hypervisor) while a
+#: benchmark ran, above which it cannot conclude: a steady load slows the parallel kernels
+#: alike in every round, which the rounds' spread alone does not see.
+BUSY_SHARE = 0.10
+
+
+class OtherLoad:
+    """Measure, around a block, the share of all CPUs' time used by anything but this process
+    (``/proc/stat`` less this process's own CPU time; steal counts as others'). ``share`` is
+    None where ``/proc/stat`` is not available."""
+
+    def __enter__(self) -> OtherLoad:
+        self._start = self._snapshot()
+        self.share = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self._snapshot()
+        if self._start is None or end is None:
+            return
+        (busy0, total0, own0), (busy1, total1, own1) = self._start, end
+        tick = os.sysconf("SC_CLK_TCK")
+        total_s = (total1 - total0) / tick
+        if total_s > 0:
+            others = (busy1 - busy0) / tick - (own1 - own0)
+            self.share = min(1.0, max(0.0, others / total_s))
+
+    @staticmethod
+    def _snapshot():
+        try:
+            with open("/proc/stat") as fh:
+                fields = [int(v) for v in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        busy = user + nice + system + irq + softirq + steal
+        t = os.times()
+        return busy, busy + idle + iowait, t.user + t.system + t.children_user \
+            + t.children_system
+
+
+def verdict(rounds: list[float], spread: float, target: float, higher_is_better: bool = True,
+            busy: float | None = None) -> str:
+    """``met`` / ``missed`` only when every round agrees and the machine was steady (rates
+    within :data:`NOISY_SPREAD` between rounds, other processes under :data:`BUSY_SHARE` of the
+    CPUs); else says why it cannot conclude."""
+    if busy is not None and busy > BUSY_SHARE:
+        return (f"too noisy to conclude (other processes used {100 * busy:.0f} % of the CPUs "
+                "during the run)")
     if spread > NOISY_SPREAD:
         return f"too noisy to conclude (rates moved {spread:.2f}x between rounds)"
     lo, _, hi = rounds
@@ -223,10 +269,12 @@ def bench_encode(quick: bool = False, workloads: tuple[str, ...] | None = None,
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    rows = [bench_workload(w, quick=quick, seed=seed) for w in WORKLOADS
-            if workloads is None or w.name in workloads]
+    with OtherLoad() as load:
+        rows = [bench_workload(w, quick=quick, seed=seed) for w in WORKLOADS
+                if workloads is None or w.name in workloads]
     return {
         "workloads": rows,
+        "other_cpu_share": load.share,
         "machine": {"cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "numba": numba.__version__, "platform": platform.platform()},
@@ -238,6 +286,7 @@ def bench_encode(quick: bool = False, workloads: tuple[str, ...] | None = None,
 def format_table(result: dict) -> str:
     """The table, each ratio with its per-round range, and a verdict against the targets only
     where every round agrees on a steady machine."""
+    busy = result.get("other_cpu_share")
     lines = [
         f"{'workload':<8} {'numba/s':>10} {'torch/s':>10} {'snntorch/s':>11} "
         f"{'x torch (rounds)':>22} {'x snntorch (rounds)':>22} {'agree':>8}"
@@ -252,7 +301,7 @@ def format_table(result: dict) -> str:
             if key in t:
                 spread = r["spread_vs_torch" if key == "ratio_vs_torch" else "spread_vs_snntorch"]
                 notes.append(f"{r['name']}: {label} >= {t[key]:g}: "
-                             f"{verdict(r[f'{key}_rounds'], spread, t[key])}")
+                             f"{verdict(r[f'{key}_rounds'], spread, t[key], busy=busy)}")
         lines.append(
             f"{r['name']:<8} {r['numba_samples_per_s']:>10.0f} {r['torch_samples_per_s']:>10.0f} "
             f"{r['snntorch_samples_per_s']:>11.0f} {cells[0]:>22} {cells[1]:>22} "
@@ -273,7 +322,8 @@ def format_table(result: dict) -> str:
             f"(mean |diff| {r['int16_rate_mean_abs_diff']:.5f} spikes/bin)")
         target = TARGETS.get(r["name"], {}).get("int16_ratio_vs_torch")
         if target is not None:
-            said = verdict(r["int16_ratio_vs_torch_rounds"], r["int16_spread_vs_torch"], target)
+            said = verdict(r["int16_ratio_vs_torch_rounds"], r["int16_spread_vs_torch"], target,
+                           busy=busy)
             notes.append(f"{r['name']}: int16 x torch >= {target:g}: {said}")
     for r in result["workloads"]:
         if "in_loop_slowdown" not in r:
@@ -285,7 +335,8 @@ def format_table(result: dict) -> str:
             f"({r['in_loop_slowdown']:.2f}x slower; rounds {lo:.2f}-{hi:.2f})")
         limit = TARGETS.get(r["name"], {}).get("in_loop_slowdown")
         if limit is not None:
-            said = verdict(r["in_loop_slowdown_rounds"], r["spread_in_loop"], limit, False)
+            said = verdict(r["in_loop_slowdown_rounds"], r["spread_in_loop"], limit, False,
+                           busy=busy)
             notes.append(f"{r['name']}: in-loop slowdown <= {limit:g}x: {said}")
     m = result["machine"]
     lines += [f"targets: {n}" for n in notes]

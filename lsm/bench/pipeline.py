@@ -31,12 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lsm.bench.encode import NOISY_SPREAD, verdict
+from lsm.bench.encode import BUSY_SHARE, NOISY_SPREAD, OtherLoad, verdict
 
-__all__ = ["PIPELINE_TARGETS", "write_bench_dataset", "bench_pipeline", "format_pipeline"]
+__all__ = ["PIPELINE_TARGETS", "MIN_FILES", "write_bench_dataset", "bench_pipeline",
+           "format_pipeline"]
 
 #: Goals of the issue on a 2-core machine, paper's N-MNIST settings.
 PIPELINE_TARGETS = {"fused_vs_tonic": 4.0, "fused_samples_per_s": 5000.0}
+#: Fewest files worth timing (and a quarter of them for the small memory run).
+MIN_FILES = 16
 
 
 def write_bench_dataset(root: str | os.PathLike, n_files: int, seed: int = 0,
@@ -174,6 +177,15 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
                    progress: bool = True) -> dict:
     """Run the pipeline benchmark; returns the figures as a dict (see :func:`format_pipeline`).
 
+    Keys: ``tonic_samples_per_s`` / ``fused_samples_per_s`` (best round), ``fused_vs_tonic``
+    (ratio of the best rounds), ``*_rounds`` ([min, median, max] over the rounds, as in
+    ``lsm bench encode``), ``fused_vs_tonic_per_round``, ``spread`` (the larger max/min rate of
+    a path), ``other_cpu_share`` (CPU time used by other processes during the rounds),
+    ``stages_us_per_sample`` (best round of each stage), ``same_events`` / ``same_features``,
+    ``memory`` (``paths``: each path's peak; ``sizes``: streaming vs in memory at two sizes;
+    ``growth_mb`` is the peak resident set over the one after imports and warm-up),
+    ``verdicts``.
+
     Parameters
     ----------
     n_files : int
@@ -192,12 +204,21 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
     from lsm.data.fused import fused_plan
     from lsm.progress import progress_bar
 
-    if n_files < 16 or rounds < 1:
-        raise ValueError(f"n_files must be >= 16 and rounds >= 1, got {n_files} and {rounds}")
+    if n_files < MIN_FILES:
+        raise ValueError(f"n_files must be >= {MIN_FILES}, got {n_files}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     tmp = None
     if workdir is None:
         tmp = tempfile.mkdtemp(prefix="lsm-bench-pipeline-")
         workdir = tmp
+    else:
+        from lsm.io import check_output_dir
+
+        workdir = check_output_dir(workdir, "--workdir")
+        if any(p.name in ("Train", "Test") for p in (workdir, *workdir.parents)):
+            raise ValueError(f"--workdir {workdir} is inside an N-MNIST dataset's Train/ or "
+                             "Test/ folder: the benchmark's files would join that dataset")
     root = Path(workdir) / "nmnist-bench"
     try:
         if not (root / "Train").is_dir() or len(nmnist(root, "train")) != n_files:
@@ -221,7 +242,7 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
                                   "fused_decode", "encode")}
         agree = None
         with progress_bar(total=rounds, desc="pipeline rounds", unit="round",
-                          disable=not progress) as bar:
+                          disable=not progress) as bar, OtherLoad() as load:
             for _ in range(rounds):
                 for name, decoder in (("tonic", "reference"), ("fused", "fused")):
                     t0 = time.perf_counter()
@@ -266,6 +287,8 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
                                            float(np.median(fused_rate)),
                                            float(fused_rate.max())],
             "spread": spread,
+            "fused_vs_tonic_per_round": [float(v) for v in per_round],
+            "other_cpu_share": load.share,
             "stages_us_per_sample": {k: 1e6 * min(v) / n_files for k, v in stages.items()},
             "same_events": bool(same_events), "same_features": bool(agree),
         }
@@ -276,9 +299,10 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
         result["targets"] = PIPELINE_TARGETS
         result["verdicts"] = {
             "fused_vs_tonic": verdict(result["fused_vs_tonic_rounds"], spread,
-                                      PIPELINE_TARGETS["fused_vs_tonic"]),
+                                      PIPELINE_TARGETS["fused_vs_tonic"], busy=load.share),
             "fused_samples_per_s": verdict(result["fused_samples_per_s_rounds"], spread,
-                                           PIPELINE_TARGETS["fused_samples_per_s"]),
+                                           PIPELINE_TARGETS["fused_samples_per_s"],
+                                           busy=load.share),
         }
         return result
     finally:
@@ -346,7 +370,10 @@ def format_pipeline(r: dict) -> str:
               f"targets: fused >= {t['fused_samples_per_s']:,.0f} samples/s: "
               f"{r['verdicts']['fused_samples_per_s']}"]
     m = r["machine"]
+    busy = r.get("other_cpu_share")
     lines.append(f"({m['cpu_count']} CPUs, numba {m['numba']} x{m['numba_threads']} threads; "
-                 f"files in the page cache; a spread over {NOISY_SPREAD}x is too noisy to "
-                 "conclude)")
+                 f"files in the page cache; other processes used "
+                 + ("an unknown share" if busy is None else f"{100 * busy:.0f} %")
+                 + f" of the CPUs; a spread over {NOISY_SPREAD}x, or others over "
+                 f"{100 * BUSY_SHARE:.0f} %, is too noisy to conclude)")
     return "\n".join(lines)

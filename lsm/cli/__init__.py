@@ -21,6 +21,7 @@ The option vocabulary shared by every command is in :mod:`lsm.cli.common`.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from lsm.cli import bench, calibrate, crossbar, data, encode, experiments, hw, study, sweep
@@ -65,6 +66,11 @@ def _user_error_types() -> tuple:
 
     return (CLIError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError,
             NotADirectoryError, PermissionError, DownloadError)
+
+
+#: OSErrors that say something about the machine or the paths given, not about the program
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS,
+                       errno.EMFILE, errno.ENFILE, errno.EIO, errno.EXDEV}
 
 
 def _message(exc: BaseException) -> str:
@@ -118,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     except _user_error_types() as exc:
         print(f"lsm: error: {_message(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except OSError as exc:  # the machine's limits (a full disk, a name too long): not a bug
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        print(f"lsm: error: {_message(exc)}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, SystemError) as exc:
         # outputs are atomic and run directories removed on the way out: nothing is half written.
         # A signal that lands inside compiled (numba) code comes back as a SystemError whose

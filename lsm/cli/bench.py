@@ -6,6 +6,7 @@ import argparse
 import json
 
 from lsm.cli.common import (
+    CLIError,
     dataset_options,
     emit,
     json_parent,
@@ -26,10 +27,13 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    from lsm.bench.pipeline import bench_pipeline, format_pipeline
+    from lsm.bench.pipeline import MIN_FILES, bench_pipeline, format_pipeline
 
-    r = bench_pipeline(n_files=1000 if args.quick else args.files,
-                       rounds=2 if args.quick else args.rounds, memory=not args.no_memory,
+    files = args.files if args.files is not None else (1000 if args.quick else 4000)
+    rounds = args.rounds if args.rounds is not None else (2 if args.quick else 3)
+    if files < MIN_FILES:
+        raise CLIError(f"--files must be >= {MIN_FILES}, got {files}")
+    r = bench_pipeline(n_files=files, rounds=rounds, memory=not args.no_memory,
                        workdir=args.workdir, progress=not args.no_progress)
     emit(r, args.json, format_pipeline(r), leave_out=())
     return 0
@@ -58,11 +62,13 @@ def register(sub) -> None:
     bp = bench_sub.add_parser("pipeline", help="files on disk to features: tonic reader + "
                                                 "transforms vs the fused decoder, same LSM",
                               parents=[json_parent(), progress_parent()])
-    bp.add_argument("--files", type=positive_int, default=4000, metavar="N",
-                    help="N-MNIST-format files to write and time (default: 4000)")
-    bp.add_argument("--rounds", type=positive_int, default=3, metavar="N",
-                    help="interleaved rounds (default: 3)")
-    bp.add_argument("--quick", action="store_true", help="1000 files, 2 rounds")
+    bp.add_argument("--files", type=positive_int, default=None, metavar="N",
+                    help="N-MNIST-format files to write and time, at least 16 (default: 4000; "
+                         "1000 with --quick)")
+    bp.add_argument("--rounds", type=positive_int, default=None, metavar="N",
+                    help="interleaved rounds (default: 3; 2 with --quick)")
+    bp.add_argument("--quick", action="store_true",
+                    help="1000 files and 2 rounds, unless --files / --rounds say otherwise")
     bp.add_argument("--no-memory", action="store_true",
                     help="skip the peak-memory runs (fresh processes)")
     bp.add_argument("--workdir", default=None, metavar="DIR",

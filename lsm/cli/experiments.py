@@ -31,7 +31,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     dataset, path = chosen_dataset(args)
     cfg = SupervisedConfig(dataset, path, ReadoutConfig(kind=args.readout), args.n_seeds,
                            args.weights, args.runs, args.cache, features=args.features,
-                           n_windows=args.n_windows, baseline=not args.no_baseline)
+                           n_windows=args.n_windows, baseline=not args.no_baseline,
+                           lsm_overrides=({"weight_format": args.weight_format}
+                                          if args.weight_format != "float32" else {}))
     r = run_supervised(cfg, progress=not args.no_progress)
     emit(r, args.json, format_supervised(r))
     return 0
@@ -82,6 +84,9 @@ def register(sub) -> None:
                     help="one linear layer, Linear-GELU-Linear, or logistic regression")
     tr.add_argument("--no-baseline", action="store_true",
                     help="skip the same readout on the input events (the 'no reservoir' line)")
+    tr.add_argument("--weight-format", choices=["float32", "int16"], default="float32",
+                    help="reservoir weights as float32, or as 16-bit codes with one scale per "
+                         "matrix (LSMConfig.weight_format)")
     tr.set_defaults(func=_cmd_train)
 
     zs = sub.add_parser("zeroshot", help="contrastive heads; zero-shot cross-modal retrieval",

@@ -88,7 +88,9 @@ class NMNISTFolder:
         h = hashlib.sha256()
         for sid, p in zip(self.sample_ids, self.paths, strict=True):
             st = os.stat(p)
-            h.update(f"{sid}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            # surrogateescape: a file name that is not UTF-8 hashes as its own bytes
+            h.update(f"{sid}\t{st.st_size}\t{st.st_mtime_ns}\n".encode("utf-8",
+                                                                        "surrogateescape"))
         return {"dataset": "nmnist", "split": self.split, "n_files": len(self.paths),
                 "files_sha256": h.hexdigest(), "skipped": [s[0] for s in self.skipped]}
 

@@ -29,6 +29,7 @@ knows (the presets of :mod:`lsm.data.transforms`); any other chain goes through 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -365,22 +366,31 @@ def read_files(paths: list, workspace: Workspace | None = None
     for i, p in enumerate(paths):
         begin = pos
         try:
-            fd = os.open(p, os.O_RDONLY)
+            # non-blocking open: a FIFO put in a file's place must not hang the run
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
             try:
-                while True:
+                st = os.fstat(fd)
+                regular = stat.S_ISREG(st.st_mode)
+                if not regular:
+                    failed[i] = f"{p}: not a regular file"
+                # what stat says, as the reference reader reads it
+                end = pos + st.st_size if regular else pos
+                while pos < end:
                     if pos + _READ_BLOCK > len(buf):
                         kept = buf[:pos].copy()
-                        buf = workspace.get("raw", 2 * len(buf) + _READ_BLOCK, np.uint8)
+                        buf = workspace.get("raw", 2 * len(buf) + _READ_BLOCK + st.st_size,
+                                            np.uint8)
                         buf[:pos] = kept
                         view = memoryview(buf)
-                    got = os.readv(fd, [view[pos:pos + _READ_BLOCK]])
+                    got = os.readv(fd, [view[pos:min(end, pos + _READ_BLOCK)]])
                     pos += got
-                    if got == 0:
+                    if got == 0:  # shorter than stat said: truncated under our feet
                         break
             finally:
                 os.close(fd)
-        except OSError as exc:  # gone, a folder (EISDIR), an I/O error
+        except OSError as exc:  # gone, an I/O error
             failed[i] = f"{p}: cannot read ({exc.strerror or exc})"
+        if i in failed:
             pos = begin
         starts[i + 1] = pos
     return buf[:pos], starts, failed

@@ -32,7 +32,7 @@ from lsm.progress import progress_bar
 from lsm.validation import check_choice
 
 __all__ = ["StreamSet", "EncodedSet", "load_streams", "read_streams", "encode_dataset",
-           "encode_chunks", "encoding_key", "choose_decoder"]
+           "encode_chunks", "encoding_key", "choose_decoder", "check_not_empty"]
 
 
 @dataclass
@@ -189,6 +189,16 @@ def load_streams(dataset, preprocessing: Preprocessing, on_bad_sample: str = "er
     return StreamSet(events, labels, [s for p in parts for s in p.sample_ids], skipped)
 
 
+def check_not_empty(dataset) -> None:
+    """ValueError when ``dataset`` lists no sample (e.g. an N-TIDIGITS split of multi-digit
+    utterances only): nothing to encode, said before any work."""
+    if len(dataset) == 0:
+        where = getattr(dataset, "path", None) or getattr(dataset, "root", "the dataset")
+        split = getattr(dataset, "split", None)
+        what = f"the {split} split" if split else "it"
+        raise ValueError(f"{where}: {what} has no samples to encode")
+
+
 def encoding_key(dataset, preprocessing: Preprocessing, lsm, features: str, n_windows: int,
                  on_bad_sample: str) -> str:
     """The feature cache's key of an encoding: the dataset's files, the preprocessing, the LSM
@@ -227,10 +237,15 @@ def encode_chunks(dataset, preprocessing: Preprocessing, lsm, features: str = "r
     ranges = chunk_ranges(len(dataset), chunk_size)
     done = set(folder.complete()) if folder is not None else set()
     workspace = Workspace()
-    with progress_bar(total=len(dataset), desc="read + encode", unit="sample",
-                      disable=not progress, leave=False) as bar:
+    # the bar starts at the samples of the chunks on disk: its rate and time left are this
+    # run's own
+    already = sum(len(r) for i, r in enumerate(ranges) if i in done)
+    with progress_bar(total=len(dataset), initial=already, desc="read + encode",
+                      unit="sample", disable=not progress, leave=False) as bar:
         for index, r in enumerate(ranges):
             chunk = folder.load(index) if index in done else None
+            if chunk is None and index in done:  # damaged or foreign: redone, and counted
+                bar.n -= len(r)
             if chunk is None:
                 streams = read_streams(dataset, preprocessing, r, on_bad_sample, decoder,
                                        workspace)
@@ -243,7 +258,7 @@ def encode_chunks(dataset, preprocessing: Preprocessing, lsm, features: str = "r
                               streams.skipped)
                 if folder is not None:
                     folder.save(chunk)
-            bar.update(len(r))
+                bar.update(len(r))
             yield chunk
 
 
@@ -267,6 +282,7 @@ def encode_dataset(dataset, preprocessing: Preprocessing, lsm, features: str = "
     k = check_features(features, n_windows, preprocessing.n_bins)
     check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
     chunk_ranges(0, chunk_size)  # checks chunk_size
+    check_not_empty(dataset)
     key = encoding_key(dataset, preprocessing, lsm, features, k, on_bad_sample)
     cache = as_cache(cache)
     if cache is not None:
@@ -281,9 +297,13 @@ def encode_dataset(dataset, preprocessing: Preprocessing, lsm, features: str = "
         chunks = list(encode_chunks(dataset, preprocessing, lsm, features, k, on_bad_sample,
                                     chunk_size, None, progress, decoder))
     else:
-        with folder.kept_for_resume():
-            chunks = list(encode_chunks(dataset, preprocessing, lsm, features, k,
-                                        on_bad_sample, chunk_size, folder, progress, decoder))
+        try:
+            with folder.kept_for_resume():
+                chunks = list(encode_chunks(dataset, preprocessing, lsm, features, k,
+                                            on_bad_sample, chunk_size, folder, progress,
+                                            decoder))
+        finally:
+            folder.release()
     feats = (np.concatenate([c.features for c in chunks]) if chunks else
              np.zeros((0,), np.float32))
     labels = (np.concatenate([c.labels for c in chunks]) if chunks else

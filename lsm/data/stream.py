@@ -68,43 +68,48 @@ def chunk_ranges(n: int, chunk_size: int) -> list[range]:
 class ChunkFolder:
     """The complete chunks of one encoding, in ``folder``, for resuming.
 
+    The folder is locked (``flock``) while this object lives: a second run writing the same
+    chunks is refused rather than allowed to mix two encodings; the lock goes with the process.
+
     Parameters
     ----------
     folder : path
         Created when absent. A folder of another encoding (its manifest's key or chunk size
         differ) is emptied first; ``discarded`` then says how many chunks were dropped.
     key : str
-        What the chunks are (see :func:`lsm.data.cache.cache_key`).
+        What the chunks are (see :func:`lsm.data.cache.cache_key`); each chunk file holds it
+        too, and a chunk of another key is redone, never used.
     chunk_size : int
     n_samples : int
 
     Raises
     ------
     NotADirectoryError
-        ``folder`` is a file.
+        ``folder`` is a file, or a symbolic link.
+    FileExistsError
+        Another process holds the folder (the same output being written twice at once).
     """
 
     def __init__(self, folder: str | os.PathLike, key: str, chunk_size: int,
                  n_samples: int) -> None:
         self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
+        if self.folder.is_symlink() or (self.folder.exists() and not self.folder.is_dir()):
             raise NotADirectoryError(f"{self.folder}: exists and is not a folder (the chunks "
                                      "of an interrupted encoding go there); remove it")
+        self.key = key
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_folder(self.folder)
         manifest = {"key": key, "chunk_size": int(chunk_size), "n_samples": int(n_samples),
                     "version": _VERSION}
         self.discarded = 0
-        if self.folder.is_dir():
-            found = self._read_manifest()
-            if found != manifest:
-                self.discarded = len(self._chunk_files())
-                self.clear()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for tmp in self.folder.glob(".*.tmp"):  # a chunk killed while being written
-            with contextlib.suppress(OSError):
+        if self._read_manifest() != manifest:
+            self.discarded = len(self._chunk_files())
+            self._empty()
+        for tmp in self.folder.glob(".*.tmp"):  # a chunk killed while being written (locked:
+            with contextlib.suppress(OSError):  # no other writer can be at work)
                 tmp.unlink()
         if self._read_manifest() != manifest:
             atomic_write_text(self.folder / _MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        self.key = key
 
     def _read_manifest(self) -> dict | None:
         try:
@@ -127,30 +132,47 @@ class ChunkFolder:
         return out
 
     def load(self, index: int) -> Chunk | None:
-        """Chunk ``index``, or None when it is absent or cannot be read (it is then redone)."""
+        """Chunk ``index``, or None when it is absent, cannot be read, or belongs to another
+        encoding (it is then redone)."""
         p = self.path(index)
-        if not p.exists():
+        if not p.is_file():
             return None
         try:
             a = load_npz(p, what="chunk")
             chunk = Chunk(index, a["features"], a["labels"], a["sample_ids"].tolist(),
                           [tuple(s) for s in a["skipped"].tolist()], resumed=True)
-        except (OSError, ValueError, KeyError):
-            return None
-        if int(a.get("index", -1)) != index or len(chunk.labels) != len(chunk.features):
+            if str(a["key"]) != self.key or int(a["index"]) != index \
+                    or len(chunk.labels) != len(chunk.features):
+                return None
+        except (OSError, ValueError, KeyError, TypeError):
             return None
         return chunk
 
     def save(self, chunk: Chunk) -> Path:
-        """Write ``chunk`` atomically (uncompressed: written once, read once)."""
+        """Write ``chunk`` atomically (uncompressed: written once, read once), with the key."""
         with atomic_path(self.path(chunk.index)) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **chunk.arrays())
+                np.savez(fh, key=np.array(self.key), **chunk.arrays())
         return self.path(chunk.index)
 
+    def _empty(self) -> None:
+        for p in self.folder.iterdir():
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
     def clear(self) -> None:
-        """Remove the folder and everything in it."""
+        """Remove the folder and everything in it, and let go of it."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        """Let go of the folder's lock (done by :meth:`clear`, and at exit)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     @contextlib.contextmanager
     def kept_for_resume(self):
@@ -162,7 +184,25 @@ class ChunkFolder:
         except BaseException as exc:
             if isinstance(exc, BadSampleError) or not self.complete():
                 self.clear()
+            else:
+                self.release()
             raise
+
+
+def _lock_folder(folder: Path) -> int:
+    """An exclusive ``flock`` on ``folder``'s descriptor (released when it is closed, or when
+    the process dies); FileExistsError when another process holds it."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FileExistsError(f"{folder}: another run is writing these chunks (the same output "
+                              "at once); wait for it to finish, or choose another output") \
+            from None
+    return fd
 
 
 def _npy_header(shape: tuple, dtype: np.dtype) -> bytes:

@@ -152,6 +152,8 @@ def encode_dataset_file(dataset: str, path, split: str, out, cfg: LSMConfig,
 
     if download and not _present(spec, Path(path), split):
         path = spec.download(path)
+    if Path(out).resolve() == Path(path).resolve():
+        raise ValueError(f"--out {out} is the dataset itself: choose another name")
     cache = as_cache(cache)
     lsm = LSM(cfg, backend=backend, weights=make_weights(weights))
     ds = spec.open(path, split, on_bad_sample=on_bad_sample)
@@ -181,46 +183,74 @@ def stream_to_file(ds, pre, lsm, out, features: str, n_windows: int, on_bad_samp
                    progress: bool = True, decoder: str = "auto") -> dict:
     """The streaming half of :func:`encode_dataset_file`, for an opened dataset split ``ds``:
     chunks in ``<out>.partial/``, then ``out`` with ``features``, ``labels``, ``sample_ids``
-    and the ``meta`` arrays; the same entry in ``cache`` under ``key`` when given."""
+    and the ``meta`` arrays; the same entry in ``cache`` under ``key`` when given.
+
+    What a user needs to know goes to stderr: chunks resumed or discarded at the start, and on
+    an interrupt how many complete chunks were kept for the next run.
+    """
+    import contextlib
+    import sys
     import time
 
-    from lsm.data.pipeline import encode_chunks, encoding_key
-    from lsm.data.stream import ChunkFolder, chunk_ranges, write_features_npz
+    from lsm.data.pipeline import check_not_empty, encode_chunks, encoding_key
+    from lsm.data.stream import ChunkFolder, write_features_npz
 
+    check_not_empty(ds)
     if key is None:
         key = encoding_key(ds, pre, lsm, features, n_windows, on_bad_sample)
     folder = ChunkFolder(f"{out}.partial", key, chunk_size, len(ds))
-    resumed = len(folder.complete())
-    labels, ids, skipped = [], [], list(ds.skipped)
-    shape, dtype, n_chunks = None, None, 0
-    t0 = time.perf_counter()
-    with folder.kept_for_resume():
-        for chunk in encode_chunks(ds, pre, lsm, features, n_windows, on_bad_sample,
-                                   chunk_size, folder, progress, decoder):
-            labels.append(chunk.labels)
-            ids.extend(chunk.sample_ids)
-            skipped.extend(chunk.skipped)
-            shape, dtype = chunk.features.shape[1:], chunk.features.dtype
-            n_chunks += 1
-    elapsed = time.perf_counter() - t0
-    labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    sample_ids = np.array(ids, dtype=str)
+    try:
+        out = Path(out)
+        for tmp in out.parent.glob(f".{out.name}.*.tmp"):  # an assembly killed earlier (the
+            with contextlib.suppress(OSError):              # lock says no one else is at it)
+                tmp.unlink()
+        if folder.discarded:
+            print(f"{folder.folder}: discarded {folder.discarded} chunks of another encoding "
+                  "(another config, chunk size or data)", file=sys.stderr)
+        on_disk = len(folder.complete())
+        if on_disk:
+            print(f"{folder.folder}: resuming after {on_disk} complete chunks", file=sys.stderr)
+        labels, ids, skipped = [], [], list(ds.skipped)
+        shape, dtype, n_chunks, resumed, done_here = None, None, 0, 0, 0
+        t0 = time.perf_counter()
+        try:
+            with folder.kept_for_resume():
+                for chunk in encode_chunks(ds, pre, lsm, features, n_windows, on_bad_sample,
+                                           chunk_size, folder, progress, decoder):
+                    labels.append(chunk.labels)
+                    ids.extend(chunk.sample_ids)
+                    skipped.extend(chunk.skipped)
+                    shape, dtype = chunk.features.shape[1:], chunk.features.dtype
+                    n_chunks += 1
+                    resumed += chunk.resumed
+                    done_here += 0 if chunk.resumed else len(chunk.labels)
+        except KeyboardInterrupt:
+            kept = len(folder.complete()) if folder.folder.is_dir() else 0
+            if kept:
+                print(f"{folder.folder}: kept {kept} complete chunks; run the same command "
+                      "again to resume", file=sys.stderr)
+            raise
+        elapsed = time.perf_counter() - t0
+        labels = np.concatenate(labels)
+        sample_ids = np.array(ids, dtype=str)
 
-    def parts():
-        for index in range(n_chunks):
-            chunk = folder.load(index)
-            if chunk is None:  # removed under our feet: say so, never write a short file
-                raise OSError(f"{folder.path(index)}: chunk vanished while assembling {out}")
-            yield chunk.features
+        def parts():
+            for index in range(n_chunks):
+                chunk = folder.load(index)
+                if chunk is None:  # damaged under our feet: say so, never write a short file
+                    raise ValueError(f"{folder.path(index)}: chunk unreadable while assembling "
+                                     f"{out}; run the same command again to redo it")
+                yield chunk.features
 
-    write_features_npz(out, parts(), len(labels), shape, dtype,
-                       {"labels": labels, "sample_ids": sample_ids, **meta})
-    if cache is not None:
-        cache.store_parts(key, parts(), len(labels), shape, dtype, labels=labels,
-                          sample_ids=sample_ids,
-                          skipped=np.array(skipped, dtype=str).reshape(-1, 2))
-    folder.clear()
-    done_here = sum(len(r) for r in chunk_ranges(len(ds), chunk_size)[resumed:])
+        write_features_npz(out, parts(), len(labels), shape, dtype,
+                           {"labels": labels, "sample_ids": sample_ids, **meta})
+        if cache is not None:
+            cache.store_parts(key, parts(), len(labels), shape, dtype, labels=labels,
+                              sample_ids=sample_ids,
+                              skipped=np.array(skipped, dtype=str).reshape(-1, 2))
+        folder.clear()
+    finally:
+        folder.release()
     return {"shape": [len(labels), *shape], "samples": len(labels), "skipped": skipped,
             "chunks": n_chunks, "resumed_chunks": resumed,
             "samples_per_s": done_here / elapsed if elapsed > 0 and done_here else None}
