@@ -75,7 +75,7 @@ def test_streamed_cache_entry_is_a_valid_entry(twin, tmp_path):
     assert np.array_equal(got.features, load_npz(out)["features"])
 
 
-def test_interrupted_encoding_resumes_from_its_last_chunk(twin, tmp_path, monkeypatch):
+def test_interrupted_encoding_resumes_from_its_last_chunk(twin, tmp_path, monkeypatch, capsys):
     """A fault after two chunks: the complete chunks stay, the next run reads them back and
     encodes only the rest; the output equals an uninterrupted run's."""
     out = tmp_path / "f.npz"
@@ -92,6 +92,7 @@ def test_interrupted_encoding_resumes_from_its_last_chunk(twin, tmp_path, monkey
 
     monkeypatch.setattr(ChunkFolder, "save", failing_save)
     assert main(args) == 130
+    assert "kept 2 complete chunks; run the same command again" in capsys.readouterr().err
     assert not out.exists()
     assert sorted(p.name for p in (tmp_path / "f.npz.partial").iterdir()) == [
         "chunk-000000.npz", "chunk-000001.npz", "manifest.json"]
@@ -105,6 +106,7 @@ def test_interrupted_encoding_resumes_from_its_last_chunk(twin, tmp_path, monkey
 
     monkeypatch.setattr(LSM, "encode", counting_encode)
     assert main(args) == 0
+    assert "resuming after 2 complete chunks" in capsys.readouterr().err
     assert encoded == [80, 120]  # chunks 0 and 1 were read back, not encoded again
     ref = reference(twin, "rates")
     assert np.array_equal(load_npz(out)["features"], ref.features)
