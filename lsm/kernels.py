@@ -203,15 +203,30 @@ def _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record):
             spikes[t, fired_idx[k]] = 1
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _add_rows(acc, w_flat, indptr, indices, data, rows, lo, hi):
+    """The rows ``rows[lo:hi]`` of one matrix into ``acc``: dense when ``w_flat`` is not empty,
+    else its CSR operands."""
+    if w_flat.shape[0] > 0:
+        _add_dense_rows(acc, w_flat, rows, lo, hi)
+    else:
+        _add_csr_rows(acc, indptr, indices, data, rows, lo, hi)
+
+
 @njit(nogil=True, cache=True)
 def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_data,
-                w_rec_flat, rec_indptr, rec_indices, rec_data, decay, v_th, reset_mode,
-                counts, spikes):
+                w_rec_flat, rec_indptr, rec_indices, rec_data, scale_in, scale_rec, acc_in,
+                acc_rec, decay, v_th, reset_mode, counts, spikes):
     """Run one sample. ``counts`` (n_windows, n_neurons) int32 receives its spike counts per
-    time window and ``spikes`` (n_bins, n_neurons) uint8 its raster when not empty."""
+    time window and ``spikes`` (n_bins, n_neurons) uint8 its raster when not empty.
+
+    float32 weights (``acc_in``, ``acc_rec`` empty): the rows are added straight into the
+    current. int16 codes (``acc_in``, ``acc_rec``: int32 zeros, one per neuron): the rows of
+    each matrix go into its accumulator, turned into the float32 current once per bin with the
+    matrices' scales.
+    """
     n = counts.shape[1]
-    in_dense = w_in_flat.shape[0] > 0
-    rec_dense = w_rec_flat.shape[0] > 0
+    codes = acc_in.shape[0] > 0
     record = spikes.shape[0] > 0
     u = np.zeros(n, np.float32)
     current = np.zeros(n, np.float32)
@@ -226,17 +241,28 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
         q = p
         while q < n_events and bins[q] == t:
             q += 1
-        if in_dense:
-            _add_dense_rows(current, w_in_flat, channels, p, q)
+        if codes:
+            _add_rows(acc_in, w_in_flat, in_indptr, in_indices, in_data, channels, p, q)
+            _add_rows(acc_rec, w_rec_flat, rec_indptr, rec_indices, rec_data, fired_idx, 0,
+                      n_fired)
+            _codes_to_current(acc_in, acc_rec, scale_in, scale_rec, current)
         else:
-            _add_csr_rows(current, in_indptr, in_indices, in_data, channels, p, q)
+            _add_rows(current, w_in_flat, in_indptr, in_indices, in_data, channels, p, q)
+            _add_rows(current, w_rec_flat, rec_indptr, rec_indices, rec_data, fired_idx, 0,
+                      n_fired)
         p = q
-        if rec_dense:
-            _add_dense_rows(current, w_rec_flat, fired_idx, 0, n_fired)
-        else:
-            _add_csr_rows(current, rec_indptr, rec_indices, rec_data, fired_idx, 0, n_fired)
         n_fired = _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode)
         _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _codes_to_current(acc_in, acc_rec, scale_in, scale_rec, current):
+    """``current = scale_in * acc_in + scale_rec * acc_rec`` in float32 (each int32 sum
+    converted to float32 first, no fused multiply-add); zeroes both accumulators."""
+    for i in range(current.shape[0]):
+        current[i] = scale_in * np.float32(acc_in[i]) + scale_rec * np.float32(acc_rec[i])
+        acc_in[i] = 0
+        acc_rec[i] = 0
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -272,66 +298,19 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
     w_rec_flat = w_rec.ravel()
     record = spikes.shape[0] > 0
     no_spikes = np.zeros((0, 0), np.uint8)
+    no_acc = np.zeros(0, np.float32)  # float32 weights: rows go straight into the current
+    one = np.float32(1.0)
     for s in prange(n_samples):
         lo = offsets[s]
         hi = offsets[s + 1]
         _lif_sample(bins[lo:hi], channels[lo:hi], n_bins, w_in_flat, in_indptr, in_indices,
-                    in_data, w_rec_flat, rec_indptr, rec_indices, rec_data, decay, v_th,
-                    reset_mode, counts[s], spikes[s] if record else no_spikes)
+                    in_data, w_rec_flat, rec_indptr, rec_indices, rec_data, one, one, no_acc,
+                    no_acc, decay, v_th, reset_mode, counts[s],
+                    spikes[s] if record else no_spikes)
 
 
 
 # ---------------------------------------------------------------------- 16-bit weight codes
-@njit(nogil=True, cache=True, inline="always")
-def _codes_to_current(acc_in, acc_rec, scale_in, scale_rec, current):
-    """``current = scale_in * acc_in + scale_rec * acc_rec`` in float32 (each int32 sum
-    converted to float32 first, no fused multiply-add); zeroes both accumulators."""
-    zero = np.int32(0)
-    for i in range(current.shape[0]):
-        current[i] = scale_in * np.float32(acc_in[i]) + scale_rec * np.float32(acc_rec[i])
-        acc_in[i] = zero
-        acc_rec[i] = zero
-
-
-@njit(nogil=True, cache=True)
-def _lif_sample_codes(bins, channels, n_bins, c_in_flat, in_indptr, in_indices, in_data,
-                      c_rec_flat, rec_indptr, rec_indices, rec_data, scale_in, scale_rec, decay,
-                      v_th, reset_mode, counts, spikes):
-    """:func:`_lif_sample` with int16 weight codes: rows go into int32 accumulators, one per
-    matrix, turned into the float32 current once per bin."""
-    n = counts.shape[1]
-    in_dense = c_in_flat.shape[0] > 0
-    rec_dense = c_rec_flat.shape[0] > 0
-    record = spikes.shape[0] > 0
-    u = np.zeros(n, np.float32)
-    current = np.zeros(n, np.float32)
-    acc_in = np.zeros(n, np.int32)
-    acc_rec = np.zeros(n, np.int32)
-    fired = np.zeros(n, np.float32)   # s_{t-1}
-    fired_idx = np.empty(n, np.int64)
-    n_fired = 0
-    p = 0
-    n_events = bins.shape[0]
-    for t in range(n_bins):
-        if p >= n_events and n_fired == 0:
-            break  # nothing left to drive a neuron over threshold
-        q = p
-        while q < n_events and bins[q] == t:
-            q += 1
-        if in_dense:
-            _add_dense_rows(acc_in, c_in_flat, channels, p, q)
-        else:
-            _add_csr_rows(acc_in, in_indptr, in_indices, in_data, channels, p, q)
-        p = q
-        if rec_dense:
-            _add_dense_rows(acc_rec, c_rec_flat, fired_idx, 0, n_fired)
-        else:
-            _add_csr_rows(acc_rec, rec_indptr, rec_indices, rec_data, fired_idx, 0, n_fired)
-        _codes_to_current(acc_in, acc_rec, scale_in, scale_rec, current)
-        n_fired = _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode)
-        _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record)
-
-
 @njit(parallel=True, nogil=True, cache=True)
 def lif_events_codes(offsets, bins, channels, n_bins, c_in, in_indptr, in_indices, in_data,
                      c_rec, rec_indptr, rec_indices, rec_data, scale_in, scale_rec, decay, v_th,
@@ -367,13 +346,14 @@ def lif_events_codes(offsets, bins, channels, n_bins, c_in, in_indptr, in_indice
     c_rec_flat = c_rec.ravel()
     record = spikes.shape[0] > 0
     no_spikes = np.zeros((0, 0), np.uint8)
+    n = counts.shape[2]
     for s in prange(n_samples):
         lo = offsets[s]
         hi = offsets[s + 1]
-        _lif_sample_codes(bins[lo:hi], channels[lo:hi], n_bins, c_in_flat, in_indptr,
-                          in_indices, in_data, c_rec_flat, rec_indptr, rec_indices, rec_data,
-                          scale_in, scale_rec, decay, v_th, reset_mode, counts[s],
-                          spikes[s] if record else no_spikes)
+        _lif_sample(bins[lo:hi], channels[lo:hi], n_bins, c_in_flat, in_indptr, in_indices,
+                    in_data, c_rec_flat, rec_indptr, rec_indices, rec_data, scale_in, scale_rec,
+                    np.zeros(n, np.int32), np.zeros(n, np.int32), decay, v_th, reset_mode,
+                    counts[s], spikes[s] if record else no_spikes)
 
 # ---------------------------------------------------------------------- crossbar in the loop
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
