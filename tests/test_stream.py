@@ -230,5 +230,7 @@ def test_bench_pipeline_json_reports_both_paths(tmp_path, capsys):
     sizes = {(m["mode"], m["n"]) for m in r["memory"]["sizes"]}
     assert sizes == {("stream", 10), ("stream", 40), ("in_memory", 10), ("in_memory", 40)}
     assert all(m["growth_mb"] >= 0 for m in r["memory"]["sizes"] + r["memory"]["paths"])
+    o = r["overflow"]
+    assert o["bytes"] == 320_000 and 30_000 < o["markers"] < 34_000 and o["fused_s"] > 0
     for v in r["verdicts"].values():
         assert v.startswith(("met", "missed", "too noisy", "inconclusive"))

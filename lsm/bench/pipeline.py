@@ -33,8 +33,8 @@ import numpy as np
 
 from lsm.bench.encode import BUSY_SHARE, NOISY_SPREAD, OtherLoad, verdict
 
-__all__ = ["PIPELINE_TARGETS", "MIN_FILES", "write_bench_dataset", "bench_pipeline",
-           "format_pipeline"]
+__all__ = ["PIPELINE_TARGETS", "MIN_FILES", "write_bench_dataset", "write_overflow_file",
+           "bench_pipeline", "format_pipeline"]
 
 #: Goals of the issue on a 2-core machine, paper's N-MNIST settings.
 PIPELINE_TARGETS = {"fused_vs_tonic": 4.0, "fused_samples_per_s": 5000.0}
@@ -66,6 +66,49 @@ def write_bench_dataset(root: str | os.PathLike, n_files: int, seed: int = 0,
         ev["t"] = ev["t"] + rng.integers(0, 1000)
         write_nmnist_bin(root / "Train" / str(label) / f"{k:06d}.bin", ev)
     return root
+
+
+def write_overflow_file(path: str | os.PathLike, n_records: int, marker_fraction: float = 0.5,
+                        seed: int = 0) -> int:
+    """An N-MNIST ``.bin`` of ``n_records`` records, about ``marker_fraction`` of them overflow
+    markers (y = 240), timestamps growing; returns the number of markers."""
+    rng = np.random.default_rng(seed)
+    marker = rng.random(n_records) < marker_fraction
+    marker[0] = False
+    raw = np.zeros((n_records, 5), np.uint8)
+    raw[:, 0] = rng.integers(9, 25, n_records)
+    raw[:, 1] = np.where(marker, 240, rng.integers(9, 25, n_records))
+    ts = np.sort(rng.integers(0, 1 << 13, n_records))
+    raw[:, 2] = (1 << 7) | ((ts >> 16) & 0x7F)
+    raw[:, 3] = (ts >> 8) & 0xFF
+    raw[:, 4] = ts & 0xFF
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    raw.tofile(path)
+    return int(marker.sum())
+
+
+def _overflow_timing(folder: Path, n_records: int) -> dict:
+    """Seconds to decode one overflow-heavy file (half markers) with the fused decoder and with
+    tonic's reader (quadratic in the markers: each one shifts every later timestamp)."""
+    from tonic.io import read_mnist_file
+
+    from lsm.data import nmnist_preprocessing
+    from lsm.data.formats import NMNIST_DTYPE
+    from lsm.data.fused import fused_plan, nmnist_streams
+
+    path = folder / "overflow.bin"
+    markers = write_overflow_file(path, n_records)
+    plan = fused_plan(nmnist_preprocessing())
+    nmnist_streams([path], plan)  # warm-up
+    t0 = time.perf_counter()
+    fused = nmnist_streams([path], plan)
+    fused_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    read_mnist_file(str(path), dtype=NMNIST_DTYPE)
+    tonic_s = time.perf_counter() - t0
+    assert not fused.errors
+    path.unlink()
+    return {"bytes": 5 * n_records, "markers": markers, "fused_s": fused_s, "tonic_s": tonic_s}
 
 
 def _status_kb(field: str) -> int:
@@ -182,6 +225,7 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
     ``lsm bench encode``), ``fused_vs_tonic_per_round``, ``spread`` (the larger max/min rate of
     a path), ``other_cpu_share`` (CPU time used by other processes during the rounds),
     ``stages_us_per_sample`` (best round of each stage), ``same_events`` / ``same_features``,
+    ``overflow`` (one overflow-heavy file through both readers, seconds),
     ``memory`` (``paths``: each path's peak; ``sizes``: streaming vs in memory at two sizes;
     ``growth_mb`` is the peak resident set over the one after imports and warm-up),
     ``verdicts``.
@@ -292,6 +336,9 @@ def bench_pipeline(n_files: int = 4000, rounds: int = 3, memory: bool = True,
             "stages_us_per_sample": {k: 1e6 * min(v) / n_files for k, v in stages.items()},
             "same_events": bool(same_events), "same_features": bool(agree),
         }
+        # a 3.2 MB file (0.32 MB for a small run): tonic's reader takes seconds on it
+        result["overflow"] = _overflow_timing(Path(workdir),
+                                              640_000 if n_files >= 1000 else 64_000)
         if memory:
             result["memory"] = _memory_runs(root, n_files, Path(workdir))
         result["machine"] = {"cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
@@ -352,6 +399,11 @@ def format_pipeline(r: dict) -> str:
         f"same events: {'yes' if r['same_events'] else 'NO'}; same features: "
         f"{'yes' if r['same_features'] else 'NO'}",
     ]
+    o = r.get("overflow")
+    if o:
+        lines += ["", f"overflow markers: a {o['bytes'] / 1e6:.2f} MB file, {o['markers']:,} "
+                      f"markers: fused {1e3 * o['fused_s']:.1f} ms, tonic's reader "
+                      f"{o['tonic_s']:.2f} s"]
     if "memory" in r:
         m = r["memory"]
         lines += ["", "peak memory over the process after imports and warm-up (MiB):"]
