@@ -138,6 +138,8 @@ def read_streams(dataset, preprocessing: Preprocessing, indices=None,
     check_choice("on_bad_sample", on_bad_sample, ON_BAD_SAMPLE)
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     how = choose_decoder(dataset, preprocessing, decoder)
+    all_ids = dataset.sample_ids  # a property that may build the list: once
+    ids = [all_ids[i] for i in indices]
     if how == "fused":
         plan = fused_plan(preprocessing)
         if plan.dataset == "nmnist":
@@ -146,14 +148,10 @@ def read_streams(dataset, preprocessing: Preprocessing, indices=None,
         else:
             import h5py
 
-            all_ids = dataset.sample_ids
             with h5py.File(dataset.path, "r") as h5:
-                got = ntidigits_streams(h5, dataset.split, [all_ids[i] for i in indices],
-                                        plan, str(dataset.path))
+                got = ntidigits_streams(h5, dataset.split, ids, plan, str(dataset.path))
     else:
         got = _reference_streams(dataset, preprocessing, indices)
-    all_ids = dataset.sample_ids  # a property that may build the list: once
-    ids = [all_ids[i] for i in indices]
     skipped = first_bad_sample(got.errors, ids, on_bad_sample)
     good = np.ones(len(indices), dtype=bool)
     good[[pos for pos, _ in got.errors]] = False
