@@ -117,7 +117,7 @@ class MacroWeights:
         in_loop = None
         if self.mode == "in_loop":
             in_loop = MacroInLoop(self, box, config, adc)
-        return WeightSet(w_in, w_rec, provenance, in_loop=in_loop)
+        return WeightSet(w_in, w_rec, provenance, in_loop=in_loop, conductance_us=g)
 
 
 class MacroInLoop:
@@ -243,7 +243,7 @@ class EmulatedChipWeights:
         provenance = dict(ws.provenance, resource=f"emulator (die seed {config.seed})",
                           die_seed=config.seed)
         provenance.pop("job_id", None)
-        return WeightSet(ws.w_in, ws.w_rec, provenance)
+        return WeightSet(ws.w_in, ws.w_rec, provenance, conductance_us=ws.conductance_us)
 
 
 register_weight_source("chip", EmulatedChipWeights,

@@ -28,7 +28,7 @@ import numpy as np
 
 from lsm.crossbar.inloop import InLoopPhysics
 from lsm.events import EventBatch
-from lsm.kernels import RESET_CODES, lif_events_crossbar
+from lsm.kernels import ACTIVITY_FIELDS, RESET_CODES, activity_off, lif_events_crossbar
 
 __all__ = ["InLoopEncoder", "InLoopCrossbar", "ENCODE_KEYWORDS", "check_in_loop_encoder",
            "check_encode_arguments"]
@@ -157,13 +157,20 @@ class InLoopCrossbar:
     gain_rec_per_us: float
     seed: int
 
+    #: its kernel counts activity itself (``encode(activity=, drive=)``); the LSM records and
+    #: counts rasters for encoders without this
+    counts_activity = True
+
     @property
     def n_neurons(self) -> int:
         return self.physics.g_rec_us.shape[0]
 
     def encode(self, *, events: EventBatch, decay: float, v_th: float, reset: str,
-               counts: np.ndarray, spikes: np.ndarray, sample_offset: int) -> None:
-        """See :meth:`InLoopEncoder.encode`."""
+               counts: np.ndarray, spikes: np.ndarray, sample_offset: int,
+               activity: np.ndarray | None = None, drive: np.ndarray | None = None) -> None:
+        """See :meth:`InLoopEncoder.encode`; ``activity`` (int64 (n, len(ACTIVITY_FIELDS)))
+        and ``drive`` (int32 (n, n_neurons)), zeroed, receive the activity counts when given
+        (:func:`lsm.kernels.lif_events_crossbar`)."""
         reset_mode = check_encode_arguments(events, reset, counts, spikes, self.n_neurons,
                                             "InLoopCrossbar")
         if events.n_channels != self.physics.g_in_us.shape[0]:
@@ -175,4 +182,20 @@ class InLoopCrossbar:
                             f(p.noise_scale_v), f(p.adc_codes_per_ua), f(p.adc_offset_codes),
                             f(p.max_code), f(self.gain_in_per_us), f(self.gain_rec_per_us),
                             np.uint64(self.seed), int(sample_offset), f(decay), f(v_th),
-                            reset_mode, counts, spikes)
+                            reset_mode, counts, spikes, *_activity_arrays(activity, drive,
+                                                                          counts))
+
+
+def _activity_arrays(activity, drive, counts):
+    """The kernel's ``activity, drive`` operands: off when not given, else checked."""
+    if activity is None and drive is None:
+        return activity_off()
+    n, _, n_neurons = counts.shape
+    for name, a, dtype, shape in (("activity", activity, np.int64, (n, len(ACTIVITY_FIELDS))),
+                                  ("drive", drive, np.int32, (n, n_neurons))):
+        if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
+                and a.flags.writeable and a.flags.c_contiguous):
+            raise ValueError(f"InLoopCrossbar.encode: {name} must be a writable C-contiguous "
+                             f"{np.dtype(dtype).name} array of shape {shape}, got "
+                             f"{_describe(a)}")
+    return activity, drive

@@ -43,7 +43,12 @@ from numba import njit, prange
 
 __all__ = ["RESET_ZERO", "RESET_SUBTRACT", "RESET_NONE", "RESET_CODES", "membrane_update",
            "lif_events", "lif_events_codes", "lif_events_crossbar", "crossbar_multiply",
-           "hash_normal"]
+           "hash_normal", "ACTIVITY_FIELDS", "activity_off"]
+
+def activity_off() -> tuple[np.ndarray, np.ndarray]:
+    """The ``activity, drive`` arguments that switch the kernels' accounting off."""
+    return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int32)
+
 
 #: Reset rules after a spike, as the kernels and :func:`membrane_update` take them.
 RESET_ZERO = 0
@@ -203,6 +208,29 @@ def _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record):
             spikes[t, fired_idx[k]] = 1
 
 
+#: Per-sample activity counters the kernels fill when given an ``activity`` array
+#: (:mod:`lsm.energy.activity` documents each one); their column in that array.
+ACTIVITY_FIELDS = ("input_events", "spikes", "recurrent_rows", "steps", "input_steps",
+                   "recurrent_steps", "active_steps", "peak_rows")
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _account_step(activity, drive, k_in, fired_idx, k_rec):
+    """Count one processed bin: ``k_in`` input rows and the ``k_rec`` rows of last bin's spikes
+    ``fired_idx[:k_rec]`` drive it. ``activity`` holds :data:`ACTIVITY_FIELDS` (spikes are
+    counted by the caller after the membrane step); ``drive[j]`` counts the bins neuron ``j``'s
+    row drove."""
+    activity[0] += k_in
+    activity[2] += k_rec
+    activity[3] += 1
+    activity[4] += k_in > 0
+    activity[5] += k_rec > 0
+    activity[6] += (k_in + k_rec) > 0
+    activity[7] = max(activity[7], k_in + k_rec)
+    for k in range(k_rec):
+        drive[fired_idx[k]] += 1
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _add_rows(acc, w_flat, indptr, indices, data, rows, lo, hi):
     """The rows ``rows[lo:hi]`` of one matrix into ``acc``: dense when ``w_flat`` is not empty,
@@ -216,9 +244,11 @@ def _add_rows(acc, w_flat, indptr, indices, data, rows, lo, hi):
 @njit(nogil=True, cache=True)
 def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_data,
                 w_rec_flat, rec_indptr, rec_indices, rec_data, scale_in, scale_rec, acc_in,
-                acc_rec, decay, v_th, reset_mode, counts, spikes):
+                acc_rec, decay, v_th, reset_mode, counts, spikes, activity, drive):
     """Run one sample. ``counts`` (n_windows, n_neurons) int32 receives its spike counts per
-    time window and ``spikes`` (n_bins, n_neurons) uint8 its raster when not empty.
+    time window, ``spikes`` (n_bins, n_neurons) uint8 its raster when not empty, and
+    ``activity`` (:data:`ACTIVITY_FIELDS`, int64) and ``drive`` (n_neurons, int32) its activity
+    counts when not empty (:func:`_account_step`).
 
     float32 weights (``acc_in``, ``acc_rec`` empty): the rows are added straight into the
     current. int16 codes (``acc_in``, ``acc_rec``: int32 zeros, one per neuron): the rows of
@@ -228,6 +258,7 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
     n = counts.shape[1]
     codes = acc_in.shape[0] > 0
     record = spikes.shape[0] > 0
+    account = activity.shape[0] > 0
     u = np.zeros(n, np.float32)
     current = np.zeros(n, np.float32)
     fired = np.zeros(n, np.float32)   # s_{t-1}
@@ -241,6 +272,8 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
         q = p
         while q < n_events and bins[q] == t:
             q += 1
+        if account:
+            _account_step(activity, drive, q - p, fired_idx, n_fired)
         if codes:
             _add_rows(acc_in, w_in_flat, in_indptr, in_indices, in_data, channels, p, q)
             _add_rows(acc_rec, w_rec_flat, rec_indptr, rec_indices, rec_data, fired_idx, 0,
@@ -253,6 +286,8 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
         p = q
         n_fired = _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode)
         _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record)
+        if account:
+            activity[1] += n_fired
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -268,7 +303,7 @@ def _codes_to_current(acc_in, acc_rec, scale_in, scale_rec, current):
 @njit(parallel=True, nogil=True, cache=True)
 def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_data,
                w_rec, rec_indptr, rec_indices, rec_data, decay, v_th, reset_mode,
-               counts, spikes):
+               counts, spikes, activity, drive):
     """Encode a CSR batch of event streams; samples run in parallel (``prange``).
 
     Parameters
@@ -292,6 +327,10 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
         ``t * n_windows // n_bins`` (``n_windows = 1``: the total spike counts).
     spikes : uint8 (n_samples, n_bins, n_neurons) or (0, 0, 0), zeroed
         Output: spike rasters, recorded only when not empty.
+    activity : int64 (n_samples, len(ACTIVITY_FIELDS)) or (0, 0), zeroed
+        Output: activity counts per sample (:data:`ACTIVITY_FIELDS`), counted only when not
+        empty; ``drive`` is then int32 (n_samples, n_neurons), zeroed: the bins in which each
+        neuron's spike drove the recurrent rows. Each is one extra add per row activation.
     """
     n_samples = offsets.shape[0] - 1
     w_in_flat = w_in.ravel()
@@ -299,6 +338,9 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
     record = spikes.shape[0] > 0
     no_spikes = np.zeros((0, 0), np.uint8)
     no_acc = np.zeros(0, np.float32)  # float32 weights: rows go straight into the current
+    account = activity.shape[0] > 0
+    no_activity = np.zeros(0, np.int64)
+    no_drive = np.zeros(0, np.int32)
     one = np.float32(1.0)
     for s in prange(n_samples):
         lo = offsets[s]
@@ -306,7 +348,9 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
         _lif_sample(bins[lo:hi], channels[lo:hi], n_bins, w_in_flat, in_indptr, in_indices,
                     in_data, w_rec_flat, rec_indptr, rec_indices, rec_data, one, one, no_acc,
                     no_acc, decay, v_th, reset_mode, counts[s],
-                    spikes[s] if record else no_spikes)
+                    spikes[s] if record else no_spikes,
+                    activity[s] if account else no_activity,
+                    drive[s] if account else no_drive)
 
 
 
@@ -314,7 +358,7 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
 @njit(parallel=True, nogil=True, cache=True)
 def lif_events_codes(offsets, bins, channels, n_bins, c_in, in_indptr, in_indices, in_data,
                      c_rec, rec_indptr, rec_indices, rec_data, scale_in, scale_rec, decay, v_th,
-                     reset_mode, counts, spikes):
+                     reset_mode, counts, spikes, activity, drive):
     """:func:`lif_events` with the weights stored as 16-bit integer codes, one scale per matrix.
 
     ``w_in ~= scale_in * c_in`` and ``w_rec ~= scale_rec * c_rec``. Per sample and bin ``t``::
@@ -338,8 +382,8 @@ def lif_events_codes(offsets, bins, channels, n_bins, c_in, in_indptr, in_indice
     scale_in, scale_rec : float32
         Weight per code of each matrix.
 
-    The other parameters, and the outputs ``counts`` and ``spikes``, are those of
-    :func:`lif_events`.
+    The other parameters, and the outputs ``counts``, ``spikes``, ``activity`` and ``drive``,
+    are those of :func:`lif_events`.
     """
     n_samples = offsets.shape[0] - 1
     c_in_flat = c_in.ravel()
@@ -347,13 +391,18 @@ def lif_events_codes(offsets, bins, channels, n_bins, c_in, in_indptr, in_indice
     record = spikes.shape[0] > 0
     no_spikes = np.zeros((0, 0), np.uint8)
     n = counts.shape[2]
+    account = activity.shape[0] > 0
+    no_activity = np.zeros(0, np.int64)
+    no_drive = np.zeros(0, np.int32)
     for s in prange(n_samples):
         lo = offsets[s]
         hi = offsets[s + 1]
         _lif_sample(bins[lo:hi], channels[lo:hi], n_bins, c_in_flat, in_indptr, in_indices,
                     in_data, c_rec_flat, rec_indptr, rec_indices, rec_data, scale_in, scale_rec,
                     np.zeros(n, np.int32), np.zeros(n, np.int32), decay, v_th, reset_mode,
-                    counts[s], spikes[s] if record else no_spikes)
+                    counts[s], spikes[s] if record else no_spikes,
+                    activity[s] if account else no_activity,
+                    drive[s] if account else no_drive)
 
 # ---------------------------------------------------------------------- crossbar in the loop
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -433,9 +482,10 @@ def _adc_differential(acc, m2_in, k_in, m2_rec, k_rec, key, v_read, noise_scale,
 @njit(nogil=True, cache=True)
 def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m2_rec,
                          v_read, noise_scale, adc_scale, adc_off, max_code, gain_in, gain_rec,
-                         key0, decay, v_th, reset_mode, counts, spikes):
+                         key0, decay, v_th, reset_mode, counts, spikes, activity, drive):
     n = counts.shape[1]
     record = spikes.shape[0] > 0
+    account = activity.shape[0] > 0
     one_multiply = gain_in == gain_rec
     u = np.zeros(n, np.float32)
     current = np.zeros(n, np.float32)
@@ -453,6 +503,8 @@ def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m
         while q < n_events and bins[q] == t:
             q += 1
         key_t = key0 + np.uint64(2 * t) * n2
+        if account:
+            _account_step(activity, drive, q - p, fired_idx, n_fired)
         if one_multiply:
             # input rows and last bin's spike rows drive the array together: one multiply
             if q > p or n_fired > 0:
@@ -473,12 +525,15 @@ def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m
         p = q
         n_fired = _membrane_step(u, current, fired, fired_idx, decay, v_th, reset_mode)
         _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record)
+        if account:
+            activity[1] += n_fired
 
 
 @njit(parallel=True, nogil=True, cache=True)
 def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_rec,
                         v_read, noise_scale, adc_scale, adc_off, max_code, gain_in, gain_rec,
-                        seed, sample_offset, decay, v_th, reset_mode, counts, spikes):
+                        seed, sample_offset, decay, v_th, reset_mode, counts, spikes, activity,
+                        drive):
     """The reservoir with every bin's matrix-vector products computed through the crossbar.
 
     Per bin the active input rows and the rows of last bin's spikes drive the array at
@@ -505,6 +560,9 @@ def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_
         column), so results do not depend on threads or batching.
     sample_offset : int
         Global index of the first sample of this batch.
+    activity, drive : as for :func:`lif_events`
+        Activity counts, when ``activity`` is not (0, 0): a bin counts as one multiply when
+        ``gain_in == gain_rec`` (``active_steps``), else as ``input_steps + recurrent_steps``.
     """
     n_samples = offsets.shape[0] - 1
     n = counts.shape[2]
@@ -513,6 +571,9 @@ def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_
     record = spikes.shape[0] > 0
     no_spikes = np.zeros((0, 0), np.uint8)
     per_sample = np.uint64(2 * n_bins) * np.uint64(2 * n)
+    account = activity.shape[0] > 0
+    no_activity = np.zeros(0, np.int64)
+    no_drive = np.zeros(0, np.int32)
     for s in prange(n_samples):
         lo = offsets[s]
         hi = offsets[s + 1]
@@ -520,7 +581,9 @@ def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_
         _lif_sample_crossbar(bins[lo:hi], channels[lo:hi], n_bins, g_in_flat, g_rec_flat,
                              m2_in, m2_rec, v_read, noise_scale, adc_scale, adc_off,
                              max_code, gain_in, gain_rec, key0, decay, v_th, reset_mode,
-                             counts[s], spikes[s] if record else no_spikes)
+                             counts[s], spikes[s] if record else no_spikes,
+                             activity[s] if account else no_activity,
+                             drive[s] if account else no_drive)
 
 
 @njit(nogil=True, cache=True)

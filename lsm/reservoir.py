@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse
 
 from lsm.config import LSMConfig
+from lsm.energy.activity import Activity, count_activity, input_row_counts
 from lsm.events import EventBatch
 from lsm.features import (
     DEFAULT_N_WINDOWS,
@@ -18,7 +19,7 @@ from lsm.features import (
     window_of_bin,
 )
 from lsm.inloop import check_in_loop_encoder
-from lsm.kernels import RESET_CODES, lif_events, lif_events_codes
+from lsm.kernels import RESET_CODES, activity_off, lif_events, lif_events_codes
 from lsm.progress import progress_bar
 from lsm.validation import array_bytes, check_memory
 from lsm.weight_codes import WeightCodes, check_rows_per_bin, quantise
@@ -84,6 +85,9 @@ class LSM:
         kernels use them, int16 codes and a scale each (:mod:`lsm.weight_codes`).
     provenance : dict
         How the weights were made (from the weight source).
+    conductance_us : ndarray or None
+        The block of cells the weights were read from, uS, when the source has one
+        (:attr:`lsm.weights.WeightSet.conductance_us`).
 
     Examples
     --------
@@ -114,6 +118,7 @@ class LSM:
         self.w_in, self.w_rec = check_weights(ws.w_in, ws.w_rec, self.config,
                                               type(self.weight_source).__name__)
         self.provenance = dict(ws.provenance)
+        self.conductance_us = ws.conductance_us
         self._in_loop = ws.in_loop
         if self._in_loop is not None:
             check_in_loop_encoder(self._in_loop,
@@ -136,7 +141,8 @@ class LSM:
 
     @property
     def weight_set(self) -> WeightSet:
-        return WeightSet(self.w_in, self.w_rec, self.provenance, self._in_loop)
+        return WeightSet(self.w_in, self.w_rec, self.provenance, self._in_loop,
+                         self.conductance_us)
 
     def __repr__(self) -> str:
         c = self.config
@@ -185,7 +191,7 @@ class LSM:
     def encode(self, x: Any, features: str = "rates", progress: bool = True,
                batch_size: int = 512, backend: str | None = None,
                device: Any = None, n_windows: int = DEFAULT_N_WINDOWS,
-               first_sample: int = 0) -> np.ndarray:
+               first_sample: int = 0, return_activity: bool = False):
         """Run the reservoir on every sample and return its features.
 
         Parameters
@@ -213,10 +219,16 @@ class LSM:
             Index of ``x``'s first sample in the whole dataset, when ``x`` is one chunk of it:
             the crossbar-in-the-loop noise is a function of the global sample index, so a
             dataset encoded chunk by chunk gets the features it gets in one call.
+        return_activity : bool
+            Also count what each inference did (input events, spikes, row activations,
+            multiplies; :class:`lsm.energy.Activity`), the input of the energy model. The numba
+            kernels (software and simulated crossbar) count as they run; the torch backend and
+            other in-loop encoders (the chip) record the spike rasters batch by batch and count
+            them (:func:`lsm.energy.count_activity`). Off by default.
 
         Returns
         -------
-        ndarray
+        ndarray, or (ndarray, Activity) with ``return_activity``
         """
         n_counted = check_features(features, n_windows, self.config.n_bins)
         backend = self.backend if backend is None else backend
@@ -227,19 +239,26 @@ class LSM:
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         batch = self.to_events(x)
+        activity = None
+        if return_activity:
+            c = self.config
+            check_memory(f"activity counts of {len(batch)} samples x {c.n_inputs} inputs + "
+                         f"{c.n_neurons} neurons",
+                         array_bytes((len(batch), c.n_inputs + c.n_neurons + 8), np.int32))
+            activity = Activity.empty(len(batch), c.n_inputs, c.n_neurons, c.n_bins)
         counts, spikes = self._run(batch, record=features == "binned", n_windows=n_counted,
                                    progress=progress, batch_size=int(batch_size),
                                    backend=backend, device=device,
-                                   first_sample=int(first_sample))
-        if features == "binned":
-            return spikes
-        return counts_to_features(counts, features, self.config.n_bins)
+                                   first_sample=int(first_sample), activity=activity)
+        out = spikes if features == "binned" else counts_to_features(counts, features,
+                                                                      self.config.n_bins)
+        return (out, activity) if return_activity else out
 
     def _run(self, batch: EventBatch, record: bool, n_windows: int, progress: bool,
-             batch_size: int, backend: str, device: Any,
-             first_sample: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+             batch_size: int, backend: str, device: Any, first_sample: int = 0,
+             activity: Activity | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Spike counts per window, int32 (n, n_windows, n_neurons), and the rasters when
-        ``record``."""
+        ``record``; fills ``activity`` when given."""
         c = self.config
         n = len(batch)
         _check_output_sizes(c, n, n_windows, record,
@@ -254,24 +273,57 @@ class LSM:
                   leave=False) as bar:
             for lo in range(0, n, batch_size):
                 hi = min(n, lo + batch_size)
-                if backend == "numba":
-                    self._run_numba(batch, lo, hi, counts, spikes, first_sample)
+                if activity is not None and not self._counts_activity(backend):
+                    self._run_counted(batch, lo, hi, counts, spikes, backend, torch_state,
+                                      first_sample, activity)
+                elif backend == "numba":
+                    self._run_numba(batch, lo, hi, counts, spikes, first_sample, activity)
                 else:
                     self._run_torch(batch, lo, hi, counts, spikes, torch_state)
                 bar.update(hi - lo)
         return counts, (spikes if record else None)
 
-    def _run_numba(self, batch, lo, hi, counts, spikes, first_sample: int = 0) -> None:
+    def _counts_activity(self, backend: str) -> bool:
+        """Whether this backend's kernel counts activity itself (else rasters are counted)."""
+        if backend != "numba":
+            return False
+        return self._in_loop is None or getattr(self._in_loop, "counts_activity", False)
+
+    def _run_counted(self, batch, lo, hi, counts, spikes, backend, torch_state, first_sample,
+                     activity: Activity) -> None:
+        """One batch through a path that does not count: record its rasters, count them."""
+        raster = np.zeros((hi - lo, self.config.n_bins, self.config.n_neurons), np.uint8)
+        part = slice(lo, hi)
+        if backend == "numba":
+            self._run_numba(batch, lo, hi, counts, raster, first_sample, None, shift=lo)
+        else:
+            self._run_torch(batch, lo, hi, counts, raster, torch_state, shift=lo)
+        if spikes.shape[0]:
+            spikes[part] = raster
+        got = count_activity(batch.select(part), raster)
+        activity.counts[part] = got.counts
+        activity.input_rows[part] = got.input_rows
+        activity.drive[part] = got.drive
+
+    def _run_numba(self, batch, lo, hi, counts, spikes, first_sample: int = 0,
+                   activity: Activity | None = None, shift: int = 0) -> None:
+        """Samples ``lo:hi`` into ``counts[lo:hi]``, ``spikes[lo - shift:hi - shift]`` (when
+        recording) and ``activity[lo:hi]`` (when given)."""
         c = self.config
         e_lo, e_hi = batch.offsets[lo], batch.offsets[hi]
         offsets = batch.offsets[lo:hi + 1] - e_lo
+        rec = spikes[lo - shift:hi - shift] if spikes.shape[0] else spikes
+        acts = ((activity.counts[lo:hi], activity.drive[lo:hi]) if activity is not None
+                else activity_off())
+        if activity is not None:
+            activity.input_rows[lo:hi] = input_row_counts(batch.select(slice(lo, hi)))
         if self._in_loop is not None:
+            extra = {"activity": acts[0], "drive": acts[1]} if activity is not None else {}
             self._in_loop.encode(events=batch.select(slice(lo, hi)), decay=np.float32(c.decay),
                                  v_th=np.float32(c.v_th), reset=c.reset, counts=counts[lo:hi],
-                                 spikes=spikes[lo:hi] if spikes.shape[0] else spikes,
-                                 sample_offset=first_sample + lo)
+                                 spikes=rec, sample_offset=first_sample + lo, **extra)
             return
-        out = (counts[lo:hi], spikes[lo:hi] if spikes.shape[0] else spikes)
+        out = (counts[lo:hi], rec, *acts)
         if self.codes is not None:
             lif_events_codes(offsets, batch.bins[e_lo:e_hi], batch.channels[e_lo:e_hi],
                              c.n_bins, *self._in_ops, *self._rec_ops, self.codes[0].scale,
@@ -291,7 +343,7 @@ class LSM:
                     tuple(float(w.scale) for w in self.codes))
         return dev, to_tensor(self.w_in, dev), to_tensor(self.w_rec, dev), None
 
-    def _run_torch(self, batch, lo, hi, counts, spikes, state) -> None:
+    def _run_torch(self, batch, lo, hi, counts, spikes, state, shift: int = 0) -> None:
         import torch
 
         from lsm.torch_backend import lif_dense
@@ -311,7 +363,7 @@ class LSM:
             per_window.index_add_(1, window, spk.to(torch.int32))
             counts[lo:hi] = per_window.cpu().numpy()
         if spikes.shape[0]:
-            spikes[lo:hi] = spk.cpu().numpy()
+            spikes[lo - shift:hi - shift] = spk.cpu().numpy()
 
 
 def _check_output_sizes(c: LSMConfig, n: int, n_windows: int, record: bool,

@@ -61,6 +61,10 @@ class WeightSet:
     in_loop : InLoopEncoder or None
         When set, the LSM hands its batches to this encoder, which computes every bin's
         multiplies on its array (simulated or real) instead of with ``w_in`` / ``w_rec``.
+    conductance_us : ndarray of float64, shape (n_inputs + n_neurons, 2 n_neurons), or None
+        The block of cells the weights were read from, uS, laid out as
+        :class:`~lsm.crossbar.DifferentialMapping` places it (sources on an array set it; the
+        energy model prices cell reads with it).
 
     Raises
     ------
@@ -72,10 +76,17 @@ class WeightSet:
     w_rec: np.ndarray
     provenance: dict = field(default_factory=dict)
     in_loop: InLoopEncoder | None = None
+    conductance_us: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.in_loop is not None:
             check_in_loop_encoder(self.in_loop, "WeightSet.in_loop")
+        if self.conductance_us is not None:
+            g = np.asarray(self.conductance_us, dtype=np.float64)
+            if g.ndim != 2 or not np.isfinite(g).all() or (g < 0).any():
+                raise ValueError("WeightSet.conductance_us must be a 2-D array of finite "
+                                 "conductances >= 0 (uS)")
+            object.__setattr__(self, "conductance_us", g)
 
     def fingerprint(self) -> str:
         """SHA-256 of both matrices' bytes and shapes: equal iff the weights are bit-identical."""
@@ -329,7 +340,7 @@ class CrossbarWeights:
             provenance["adc"] = dataclasses.asdict(self.adc)
             provenance["ir_drop"] = dataclasses.asdict(self.ir_drop)
             in_loop = self._in_loop(array, mapping, config, seed)
-        return WeightSet(w_in, w_rec, provenance, in_loop=in_loop)
+        return WeightSet(w_in, w_rec, provenance, in_loop=in_loop, conductance_us=g_map)
 
     def _in_loop(self, array, mapping, config: LSMConfig, seed: int) -> InLoopCrossbar:
         from lsm.crossbar.inloop import InLoopPhysics
@@ -388,7 +399,8 @@ class MeasuredWeights:
         ws = WeightSet(w_in, w_rec)
         return WeightSet(w_in, w_rec, {"source": "measured", "path": str(self.path),
                                        "offset": list(self.offset), "g_unit_us": self.g_unit_us,
-                                       "sha256": ws.fingerprint(), "map_settings": settings})
+                                       "sha256": ws.fingerprint(), "map_settings": settings},
+                         conductance_us=block)
 
 
 # ---------------------------------------------------------------------- a calibrated chip's twin
@@ -464,4 +476,4 @@ class TwinWeights:
                       "g_unit_us": self.g_unit_us, "w_in_const": config.w_in_const,
                       "w_rec_const": config.w_rec_const, "twin": twin_report(cal),
                       "conductance_us": {"mean": float(g.mean()), "std": float(g.std())}}
-        return WeightSet(w_in, w_rec, provenance)
+        return WeightSet(w_in, w_rec, provenance, conductance_us=g)

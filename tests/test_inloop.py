@@ -18,7 +18,7 @@ from lsm.inloop import (
     check_encode_arguments,
     check_in_loop_encoder,
 )
-from lsm.kernels import RESET_CODES, lif_events, membrane_update
+from lsm.kernels import RESET_CODES, activity_off, lif_events, membrane_update
 from lsm.weights import CrossbarWeights
 
 ROOT = Path(__file__).parents[1]
@@ -176,7 +176,7 @@ class RecordingEncoder:
         lif_events(events.offsets, events.bins, events.channels, events.n_bins, self.w_in, e,
                    e.astype(np.uint32), e.astype(np.float32), self.w_rec, e,
                    e.astype(np.uint32), e.astype(np.float32), decay, v_th, RESET_CODES[reset],
-                   counts, spikes)
+                   counts, spikes, *activity_off())
 
 
 def test_the_lsm_hands_batches_to_an_encoder_by_keyword(rng):
