@@ -11,6 +11,7 @@
     lsm zeroshot --nmnist DIR --ntidigits F   contrastive heads, zero-shot retrieval, seeds
     lsm study features|size|nonideality|splits   accuracy studies, each a run directory + PNG
     lsm sweep run|worker|best|rerun           reservoir searches on Optuna (SQLite, PostgreSQL)
+    lsm energy --nmnist DIR                   energy per inference: macro vs digital vs GPU
     lsm bench encode|pipeline|train-cost      benchmarks, measured side by side
     lsm crossbar sample|verify|vmm-error      the simulated RRAM crossbar
     lsm hw idn|program-random|read-map|vmm|journal|emulator   the macro (default: the emulator)
@@ -24,7 +25,18 @@ import argparse
 import errno
 import sys
 
-from lsm.cli import bench, calibrate, crossbar, data, encode, experiments, hw, study, sweep
+from lsm.cli import (
+    bench,
+    calibrate,
+    crossbar,
+    data,
+    encode,
+    energy,
+    experiments,
+    hw,
+    study,
+    sweep,
+)
 from lsm.cli.common import CLIError, Parser
 
 __all__ = ["main", "build_parser", "CLIError", "Terminated", "EXAMPLES", "GROUPS"]
@@ -41,7 +53,7 @@ EXAMPLES = """examples:
 """
 
 #: command groups, in the order of ``lsm --help``
-GROUPS = (experiments, study, encode, data, bench, crossbar, hw, calibrate, sweep)
+GROUPS = (experiments, study, encode, energy, data, bench, crossbar, hw, calibrate, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,342 @@
+"""The energy model: activity counts (kernels vs a direct count), profiles, pricing by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lsm import LSM, LSMConfig
+from lsm.energy import (
+    ACTIVITY_FIELDS,
+    Activity,
+    DigitalProfile,
+    GPUProfile,
+    MacroProfile,
+    Workload,
+    count_activity,
+    estimate,
+    load_profile,
+    override,
+    profile_to_dict,
+    shipped_profile,
+)
+from lsm.energy.profiles import SHIPPED, CellRead, DigitalCosts, Readout
+from lsm.energy.units import parse_quantity
+from lsm.weights import ArrayWeights, CrossbarWeights, GaussianWeights
+
+
+def _raster(rng, n, n_bins, n_in, p=0.05, stop=None):
+    r = (rng.random((n, n_bins, n_in)) < p).astype(np.uint8)
+    if stop is not None:
+        r[::2, stop:] = 0  # half the samples end early, half have events up to the last bin
+    r[0] = 0            # a sample without events
+    r[1, 1:] = 0        # one that stops early
+    return r
+
+
+def _kernel_and_direct(lsm, raster, **kw):
+    feats, act = lsm.encode(raster, progress=False, return_activity=True, **kw)
+    spikes = lsm.encode(raster, features="binned", progress=False, **kw)
+    return act, count_activity(lsm.to_events(raster), spikes)
+
+
+def _same(a: Activity, b: Activity):
+    for f in ACTIVITY_FIELDS:
+        np.testing.assert_array_equal(a[f], b[f], err_msg=f)
+    np.testing.assert_array_equal(a.input_rows, b.input_rows)
+    np.testing.assert_array_equal(a.drive, b.drive)
+
+
+# ---------------------------------------------------------------------- counts
+CASES = {
+    "float32 dense": dict(),
+    "float32 csr": dict(p_rec=0.1, p_in=0.2),
+    "int16": dict(weight_format="int16"),
+    "subtract reset": dict(reset="subtract"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kernel_counts_equal_a_direct_count(case, rng):
+    cfg = LSMConfig(n_inputs=24, n_neurons=16, n_bins=30, v_th=0.6, w_in_const=0.4,
+                    w_rec_const=0.25, seed=3, **CASES[case])
+    lsm = LSM(cfg)
+    raster = _raster(rng, 40, 30, 24, stop=18)
+    # batches of 7: the counts of each batch land on its own samples
+    kernel, direct = _kernel_and_direct(lsm, raster, batch_size=7)
+    _same(kernel, direct)
+    assert kernel["spikes"].sum() > 100 and kernel["recurrent_rows"].sum() > 0
+    # some samples stopped early, some ran every bin: both paths were exercised
+    assert (kernel["steps"] < 30).any() and (kernel["steps"] == 30).any()
+
+
+@pytest.mark.parametrize("consts", [(0.3, 0.3), (0.4, 0.2)])
+def test_crossbar_in_the_loop_counts_equal_a_direct_count(consts, rng):
+    cfg = LSMConfig(n_inputs=20, n_neurons=12, n_bins=25, v_th=0.5, w_in_const=consts[0],
+                    w_rec_const=consts[1], seed=1)
+    lsm = LSM(cfg, CrossbarWeights(in_loop=True, array_rows=64, array_cols=64))
+    raster = _raster(rng, 25, 25, 20, stop=15)
+    kernel, direct = _kernel_and_direct(lsm, raster)
+    _same(kernel, direct)
+    assert kernel["spikes"].sum() > 0
+
+
+def test_torch_backend_and_a_plain_in_loop_encoder_are_counted_from_rasters(rng):
+    cfg = LSMConfig(n_inputs=16, n_neurons=10, n_bins=20, v_th=0.5, w_in_const=0.4, seed=2)
+    raster = _raster(rng, 15, 20, 16)
+    numba = LSM(cfg).encode(raster, progress=False, return_activity=True)[1]
+    torch_ = LSM(cfg, backend="torch").encode(raster, progress=False, return_activity=True,
+                                              batch_size=4)[1]
+    _same(numba, torch_)
+
+    class Plain:  # an in-loop encoder that does not count (like the chip's)
+        def __init__(self, lsm):
+            self.lsm = lsm
+
+        def encode(self, *, events, decay, v_th, reset, counts, spikes, sample_offset):
+            got = self.lsm.encode(events, features="binned", progress=False)
+            counts[:, 0] = got.sum(1)
+            if spikes.shape[0]:
+                spikes[:] = got
+
+    ref = LSM(cfg)
+
+    class Source:
+        def build(self, config):
+            ws = ref.weight_set
+            return dataclasses.replace(ws, in_loop=Plain(ref))
+
+    plain = LSM(cfg, Source()).encode(raster, progress=False, return_activity=True,
+                                      batch_size=6)[1]
+    _same(numba, plain)
+
+
+def test_counts_by_hand():
+    """Input 0 pushes neuron 0 over threshold in bin 0; its spike drives (zero) recurrent row 0
+    in bin 1; nothing fires again, so the kernel stops after bin 1."""
+    cfg = LSMConfig(n_inputs=2, n_neurons=2, n_bins=6, v_th=5.0, decay=0.9)
+    w_in = np.array([[10.0, 0.0], [0.0, 0.0]], np.float32)
+    lsm = LSM(cfg, ArrayWeights(w_in, np.zeros((2, 2), np.float32)))
+    raster = np.zeros((1, 6, 2), np.uint8)
+    raster[0, 0, 0] = 1
+    _, act = lsm.encode(raster, progress=False, return_activity=True)
+    assert dict(zip(ACTIVITY_FIELDS, act.counts[0].tolist())) == {
+        "input_events": 1, "spikes": 1, "recurrent_rows": 1, "steps": 2, "input_steps": 1,
+        "recurrent_steps": 1, "active_steps": 2, "peak_rows": 1}
+    assert act.input_rows.tolist() == [[1, 0]] and act.drive.tolist() == [[1, 0]]
+    assert act.multiplies(separate=False).tolist() == [2]
+    assert act.multiplies(separate=True).tolist() == [2]
+
+
+def test_counting_changes_no_feature(rng):
+    cfg = LSMConfig(n_inputs=16, n_neurons=10, n_bins=20, v_th=0.5, w_in_const=0.4)
+    lsm = LSM(cfg)
+    raster = _raster(rng, 12, 20, 16)
+    for feats in ("rates", "windows", "binned"):
+        plain = lsm.encode(raster, features=feats, progress=False)
+        counted, _ = lsm.encode(raster, features=feats, progress=False, return_activity=True)
+        np.testing.assert_array_equal(plain, counted)
+
+
+def test_activity_round_trips_through_arrays(rng, tmp_path):
+    lsm = LSM(LSMConfig(n_inputs=8, n_neurons=6, n_bins=10, v_th=0.4, w_in_const=0.5))
+    _, act = lsm.encode(_raster(rng, 5, 10, 8), progress=False, return_activity=True)
+    np.savez(tmp_path / "a.npz", **act.arrays())
+    with np.load(tmp_path / "a.npz") as z:
+        back = Activity.from_arrays(z)
+    _same(act, back)
+    _same(Activity.concatenate([act.select(slice(0, 2)), act.select(slice(2, 5))]), act)
+    np.savez(tmp_path / "b.npz", x=np.zeros(2))
+    with np.load(tmp_path / "b.npz") as z, pytest.raises(ValueError, match="no activity"):
+        Activity.from_arrays(z, "b.npz")
+
+
+# ---------------------------------------------------------------------- pricing by hand
+def _one_row_workload(g_plus_us: float, g_minus_us: float = 0.0, **kw) -> Workload:
+    """One input row, one neuron: the row's two cells (G+, G-)."""
+    return Workload(1, 1, 4, np.array([(g_plus_us + g_minus_us) * 1e-6]), np.array([0.0]),
+                    np.array([1]), np.array([1]), **kw)
+
+
+def _activity(input_rows, drive=None, steps=None, n_bins=4) -> Activity:
+    """Activity of samples whose events all hit input row 0 in separate bins, no spikes."""
+    input_rows = np.asarray(input_rows, np.int32).reshape(-1, 1)
+    n = len(input_rows)
+    k = input_rows[:, 0].astype(np.int64)
+    counts = np.zeros((n, len(ACTIVITY_FIELDS)), np.int64)
+    for f, v in (("input_events", k), ("steps", k if steps is None else steps),
+                 ("input_steps", k), ("active_steps", k), ("peak_rows", np.minimum(k, 1))):
+        counts[:, ACTIVITY_FIELDS.index(f)] = v
+    drive = np.zeros((n, 1), np.int32) if drive is None else drive
+    return Activity(counts, input_rows, drive, n_bins)
+
+
+def test_cell_read_energy_of_one_row_and_column_is_g_v2_t():
+    macro = MacroProfile(array=CellRead(v_read_v=0.3, t_read_s=20e-9))
+    r = estimate(_activity([1]), _one_row_workload(12.5), [macro])
+    cells = r.platform("macro").components_j["cell reads"]
+    assert cells[0] == pytest.approx(12.5e-6 * 0.3 ** 2 * 20e-9, rel=1e-12)  # 22.5 fJ
+    # zero conductance: zero cell read energy, the rest unchanged
+    r0 = estimate(_activity([1]), _one_row_workload(0.0), [macro])
+    assert r0.platform("macro").components_j["cell reads"][0] == 0.0
+    assert r0.platform("macro").components_j["ADC"][0] == r.platform("macro").components_j[
+        "ADC"][0] > 0
+
+
+def test_every_macro_component_is_linear_in_the_events():
+    macro, w = MacroProfile(), _one_row_workload(8.0, 2.0)
+    r = estimate(_activity([1, 2, 3]), w, [macro]).platform("macro")
+    for name, per_sample in r.components_j.items():
+        if name == "head":
+            continue
+        np.testing.assert_allclose(per_sample, per_sample[0] * np.array([1, 2, 3]), rtol=1e-12,
+                                   err_msg=name)
+    # one event: one multiply converts both columns
+    assert r.components_j["ADC"][0] == pytest.approx(2 * 20e-15 * 2 ** 14)
+    assert r.components_j["TIA"][0] == pytest.approx(2 * 1e-12)
+    assert r.components_j["row drivers"][0] == pytest.approx(0.25e-12)
+    assert r.components_j["cell reads"][0] == pytest.approx(10e-6 * 0.2 ** 2 * 50e-9)
+    assert r.latency_s[0] == pytest.approx(50e-9 + math.ceil(2 / 32) * 1e-6 + 1 * 10e-9)
+
+
+def test_adc_energy_doubles_per_bit():
+    w, a = _one_row_workload(5.0), _activity([3])
+    e = [estimate(a, w, [MacroProfile(readout=Readout(adc_bits=b))]).platform("macro")
+         .components_j["ADC"][0] for b in (6, 7, 8)]
+    assert e[1] == pytest.approx(2 * e[0]) and e[2] == pytest.approx(4 * e[0])
+
+
+def test_digital_and_gpu_by_hand():
+    d = DigitalCosts(e_add_j=1e-12, e_mac_j=3e-12, e_sram_j_per_bit=0.1e-12, weight_bits=8,
+                     e_neuron_update_j=2e-12, clock_hz=1e9, lanes=4, t_step_s=0.0)
+    w = Workload(2, 1, 5, np.zeros(2), np.zeros(1), np.array([1, 0]), np.array([1]),
+                 head_macs=10)
+    a = _activity([3], steps=[4], n_bins=5)
+    a = Activity(a.counts, np.array([[3, 0]], np.int32), a.drive, 5)
+    event = estimate(a, w, [DigitalProfile(digital=d)]).platform("digital")
+    # 3 events on a row with one nonzero weight: 3 SOPs
+    assert event.components_j["synaptic ops"][0] == pytest.approx(3e-12)
+    assert event.components_j["weight reads"][0] == pytest.approx(3 * 8 * 0.1e-12)
+    assert event.components_j["neurons"][0] == pytest.approx(4 * 1 * 2e-12)
+    assert event.components_j["head"][0] == pytest.approx(10 * (3e-12 + 0.8e-12))
+    dense = estimate(a, w, [DigitalProfile(event_driven=False, digital=d)]).platform("digital")
+    assert dense.components_j["synaptic ops"][0] == pytest.approx(5 * 3 * 1 * 3e-12)
+    gpu = estimate(a, w, [GPUProfile(board_power_w=100, peak_flop_per_s=1e9, utilisation=0.5)])
+    flops = 2 * 15 + 4 * 5 * 1 + 2 * 10
+    assert gpu.platform("gpu").total_j[0] == pytest.approx(100 * flops / 0.5e9)
+
+
+def test_the_report_on_a_real_reservoir(rng):
+    cfg = LSMConfig(n_inputs=32, n_neurons=20, n_bins=20, v_th=0.5, w_in_const=0.3,
+                    w_rec_const=0.3)
+    lsm = LSM(cfg, CrossbarWeights(array_rows=64, array_cols=64))
+    _, act = lsm.encode(_raster(rng, 10, 20, 32), progress=False, return_activity=True)
+    w = Workload.from_lsm(lsm)
+    assert "crossbar" in w.conductance_source
+    g = lsm.conductance_us
+    np.testing.assert_allclose(w.g_row_in_s, g[:32].sum(1) * 1e-6)
+    report = estimate(act, w, [shipped_profile(n) for n in SHIPPED])
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["reference"] == "imc40" and d["ratios"]["imc40"] == 1.0
+    macro = report.platform("imc40")
+    assert macro.once_j["programming"] == pytest.approx(2 * (32 + 20) * 20 * 300e-12)
+    # the hand formula of the cell reads on the first sample with events
+    s = int(np.argmax(act["input_events"]))
+    by_hand = 0.2 ** 2 * 50e-9 * (act.input_rows[s] @ (g[:32].sum(1) * 1e-6)
+                                  + act.drive[s] @ (g[32:].sum(1) * 1e-6))
+    assert macro.components_j["cell reads"][s] == pytest.approx(by_hand, rel=1e-12)
+    # software weights get cells placed above the base conductance
+    soft = Workload.from_lsm(LSM(cfg, GaussianWeights()))
+    assert "differential pairs" in soft.conductance_source
+    assert (soft.g_row_in_s >= 2 * 20 * 1e-6 - 1e-12).all()
+    with pytest.raises(ValueError, match="block of differential pairs"):
+        Workload.from_lsm(lsm, conductance_us=np.ones((3, 3)))
+    with pytest.raises(ValueError, match="names must differ"):
+        estimate(act, w, [MacroProfile(), MacroProfile()])
+
+
+# ---------------------------------------------------------------------- profiles
+def test_shipped_profiles_load_and_round_trip(tmp_path):
+    import tomli_w
+
+    for name in SHIPPED:
+        p = shipped_profile(name)
+        assert p.name == name
+        f = tmp_path / f"{name}.toml"
+        f.write_text(tomli_w.dumps(profile_to_dict(p)))
+        assert load_profile(f) == p
+    assert shipped_profile("imc40").readout.adc_bits == 14
+    assert shipped_profile("imc40").array.t_read_s == 50e-9
+
+
+def _write(tmp_path, text):
+    f = tmp_path / "p.toml"
+    f.write_text(text)
+    return f
+
+
+GPU = 'kind = "gpu"\nname = "g"\nboard_power = "300 W"\npeak = "10 TFLOP/s"\n' \
+      'utilisation = 0.5\nt_step = "5 us"\n'
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('board_power = "300 W"\n', ""), r"board_power is missing.*W"),
+    (lambda t: t.replace('"300 W"', '"-300 W"'), r"board_power \(W\) must be >= 0|> 0"),
+    (lambda t: t.replace('"300 W"', "300"), r"board_power = 300 has no unit"),
+    (lambda t: t.replace('"300 W"', '"300"'), r"board_power = '300' has no unit"),
+    (lambda t: t.replace('"300 W"', '"300 mA"'), r"board_power = '300 mA': expected .* W"),
+    (lambda t: t.replace('"5 us"', '"-5 us"'), r"t_step \(s\) must be >= 0"),
+    (lambda t: t.replace("0.5", "1.5"), r"utilisation must be in \(0, 1\]"),
+    (lambda t: t.replace("0.5", '"0.5 W"'), r"utilisation must be a plain number"),
+    (lambda t: t + 'watts = "1 W"\n', r"unknown key\(s\) \['watts'\]"),
+    (lambda t: t.replace('"gpu"', '"fpga"'), r"kind must be one of"),
+    (lambda t: t + "[[[", r"not a valid TOML"),
+])
+def test_bad_profiles_are_refused_naming_file_and_key(tmp_path, edit, message):
+    f = _write(tmp_path, edit(GPU))
+    with pytest.raises(ValueError, match=message) as e:
+        load_profile(f)
+    assert str(f) in str(e.value)
+
+
+def test_bad_nested_profile_names_the_table(tmp_path):
+    text = (shipped_profile_text("imc40").replace('adc_fom = "20 fJ/step"', 'adc_fom = "20 fJ"'))
+    with pytest.raises(ValueError, match=r"\[readout\] adc_fom = '20 fJ': expected .* J/step"):
+        load_profile(_write(tmp_path, text))
+    text = shipped_profile_text("imc40").replace("[drivers]\n", "[driver]\n")
+    with pytest.raises(ValueError, match=r"table \[drivers\] is missing"):
+        load_profile(_write(tmp_path, text))
+    text = shipped_profile_text("imc40").replace("adc_bits = 14", "adc_bits = 14.5")
+    with pytest.raises(ValueError, match="adc_bits must be a whole number"):
+        load_profile(_write(tmp_path, text))
+
+
+def shipped_profile_text(name):
+    from lsm.energy.profiles import PROFILE_DIR
+
+    return (PROFILE_DIR / SHIPPED[name]).read_text()
+
+
+def test_override_changes_one_parameter_with_its_unit():
+    p = shipped_profile("imc40")
+    assert override(p, "readout.adc_bits=8").readout.adc_bits == 8
+    assert override(p, "array.t_read=20 ns").array.t_read_s == pytest.approx(20e-9)
+    assert override(shipped_profile("digital-40nm"), "event_driven=false").event_driven is False
+    for bad, msg in (("readout.adc_bits", "expected table.key=value"),
+                     ("readout.bits=8", "no parameter 'bits'"),
+                     ("nothing.x=1", "no table 'nothing'"),
+                     ("array.t_read=20", "has no unit"),
+                     ("readout.adc_bits=-2", "must be > 0")):
+        with pytest.raises(ValueError, match=msg):
+            override(p, bad)
+
+
+def test_quantities_parse_exactly():
+    assert parse_quantity("50 ns", "s", "x") == 5e-8
+    assert parse_quantity("19.5 TFLOP/s", "FLOP/s", "x") == 19.5e12
+    assert parse_quantity("20 fJ/step", "J/step", "x") == 2e-14
+    assert parse_quantity("3 µs", "s", "x") == 3e-6
