@@ -167,10 +167,11 @@ class InLoopCrossbar:
 
     def encode(self, *, events: EventBatch, decay: float, v_th: float, reset: str,
                counts: np.ndarray, spikes: np.ndarray, sample_offset: int,
-               activity: np.ndarray | None = None, drive: np.ndarray | None = None) -> None:
-        """See :meth:`InLoopEncoder.encode`; ``activity`` (int64 (n, len(ACTIVITY_FIELDS)))
-        and ``drive`` (int32 (n, n_neurons)), zeroed, receive the activity counts when given
-        (:func:`lsm.kernels.lif_events_crossbar`)."""
+               activity: np.ndarray | None = None, drive: np.ndarray | None = None,
+               input_rows: np.ndarray | None = None) -> None:
+        """See :meth:`InLoopEncoder.encode`; ``activity`` (int64 (n, len(ACTIVITY_FIELDS))),
+        ``drive`` (int32 (n, n_neurons)) and ``input_rows`` (int32 (n, n_inputs)), zeroed,
+        receive the activity counts when given (:func:`lsm.kernels.lif_events_crossbar`)."""
         reset_mode = check_encode_arguments(events, reset, counts, spikes, self.n_neurons,
                                             "InLoopCrossbar")
         if events.n_channels != self.physics.g_in_us.shape[0]:
@@ -182,20 +183,23 @@ class InLoopCrossbar:
                             f(p.noise_scale_v), f(p.adc_codes_per_ua), f(p.adc_offset_codes),
                             f(p.max_code), f(self.gain_in_per_us), f(self.gain_rec_per_us),
                             np.uint64(self.seed), int(sample_offset), f(decay), f(v_th),
-                            reset_mode, counts, spikes, *_activity_arrays(activity, drive,
-                                                                          counts))
+                            reset_mode, counts, spikes,
+                            *_activity_arrays(activity, drive, input_rows, counts,
+                                              events.n_channels))
 
 
-def _activity_arrays(activity, drive, counts):
-    """The kernel's ``activity, drive`` operands: off when not given, else checked."""
-    if activity is None and drive is None:
+def _activity_arrays(activity, drive, input_rows, counts, n_inputs):
+    """The kernel's ``activity, drive, input_rows`` operands: off when none is given, else
+    checked."""
+    if activity is None and drive is None and input_rows is None:
         return activity_off()
     n, _, n_neurons = counts.shape
     for name, a, dtype, shape in (("activity", activity, np.int64, (n, len(ACTIVITY_FIELDS))),
-                                  ("drive", drive, np.int32, (n, n_neurons))):
+                                  ("drive", drive, np.int32, (n, n_neurons)),
+                                  ("input_rows", input_rows, np.int32, (n, n_inputs))):
         if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
                 and a.flags.writeable and a.flags.c_contiguous):
             raise ValueError(f"InLoopCrossbar.encode: {name} must be a writable C-contiguous "
                              f"{np.dtype(dtype).name} array of shape {shape}, got "
                              f"{_describe(a)}")
-    return activity, drive
+    return activity, drive, input_rows

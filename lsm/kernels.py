@@ -45,9 +45,9 @@ __all__ = ["RESET_ZERO", "RESET_SUBTRACT", "RESET_NONE", "RESET_CODES", "membran
            "lif_events", "lif_events_codes", "lif_events_crossbar", "crossbar_multiply",
            "hash_normal", "ACTIVITY_FIELDS", "activity_off"]
 
-def activity_off() -> tuple[np.ndarray, np.ndarray]:
-    """The ``activity, drive`` arguments that switch the kernels' accounting off."""
-    return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int32)
+def activity_off() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``activity, drive, input_rows`` arguments that switch the kernels' accounting off."""
+    return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int32), np.zeros((0, 0), np.int32)
 
 
 #: Reset rules after a spike, as the kernels and :func:`membrane_update` take them.
@@ -215,11 +215,14 @@ ACTIVITY_FIELDS = ("input_events", "spikes", "recurrent_rows", "steps", "input_s
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _account_step(activity, drive, k_in, fired_idx, k_rec):
-    """Count one processed bin: ``k_in`` input rows and the ``k_rec`` rows of last bin's spikes
-    ``fired_idx[:k_rec]`` drive it. ``activity`` holds :data:`ACTIVITY_FIELDS` (spikes are
-    counted by the caller after the membrane step); ``drive[j]`` counts the bins neuron ``j``'s
-    row drove."""
+def _account_step(activity, drive, input_rows, channels, p, q, fired_idx, k_rec):
+    """Count one processed bin: the input rows ``channels[p:q]`` and the ``k_rec`` rows of last
+    bin's spikes ``fired_idx[:k_rec]`` drive it. ``activity`` holds :data:`ACTIVITY_FIELDS`
+    (spikes are counted by the caller after the membrane step); ``drive[j]`` and
+    ``input_rows[c]`` count the activations of recurrent row ``j`` and input row ``c``."""
+    k_in = q - p
+    for k in range(p, q):
+        input_rows[channels[k]] += 1
     activity[0] += k_in
     activity[2] += k_rec
     activity[3] += 1
@@ -244,11 +247,12 @@ def _add_rows(acc, w_flat, indptr, indices, data, rows, lo, hi):
 @njit(nogil=True, cache=True)
 def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_data,
                 w_rec_flat, rec_indptr, rec_indices, rec_data, scale_in, scale_rec, acc_in,
-                acc_rec, decay, v_th, reset_mode, counts, spikes, activity, drive):
+                acc_rec, decay, v_th, reset_mode, counts, spikes, activity, drive, input_rows):
     """Run one sample. ``counts`` (n_windows, n_neurons) int32 receives its spike counts per
     time window, ``spikes`` (n_bins, n_neurons) uint8 its raster when not empty, and
-    ``activity`` (:data:`ACTIVITY_FIELDS`, int64) and ``drive`` (n_neurons, int32) its activity
-    counts when not empty (:func:`_account_step`).
+    ``activity`` (:data:`ACTIVITY_FIELDS`, int64), ``drive`` (n_neurons, int32) and
+    ``input_rows`` (n_inputs, int32) its activity counts when not empty
+    (:func:`_account_step`).
 
     float32 weights (``acc_in``, ``acc_rec`` empty): the rows are added straight into the
     current. int16 codes (``acc_in``, ``acc_rec``: int32 zeros, one per neuron): the rows of
@@ -273,7 +277,7 @@ def _lif_sample(bins, channels, n_bins, w_in_flat, in_indptr, in_indices, in_dat
         while q < n_events and bins[q] == t:
             q += 1
         if account:
-            _account_step(activity, drive, q - p, fired_idx, n_fired)
+            _account_step(activity, drive, input_rows, channels, p, q, fired_idx, n_fired)
         if codes:
             _add_rows(acc_in, w_in_flat, in_indptr, in_indices, in_data, channels, p, q)
             _add_rows(acc_rec, w_rec_flat, rec_indptr, rec_indices, rec_data, fired_idx, 0,
@@ -303,7 +307,7 @@ def _codes_to_current(acc_in, acc_rec, scale_in, scale_rec, current):
 @njit(parallel=True, nogil=True, cache=True)
 def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_data,
                w_rec, rec_indptr, rec_indices, rec_data, decay, v_th, reset_mode,
-               counts, spikes, activity, drive):
+               counts, spikes, activity, drive, input_rows):
     """Encode a CSR batch of event streams; samples run in parallel (``prange``).
 
     Parameters
@@ -329,8 +333,10 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
         Output: spike rasters, recorded only when not empty.
     activity : int64 (n_samples, len(ACTIVITY_FIELDS)) or (0, 0), zeroed
         Output: activity counts per sample (:data:`ACTIVITY_FIELDS`), counted only when not
-        empty; ``drive`` is then int32 (n_samples, n_neurons), zeroed: the bins in which each
-        neuron's spike drove the recurrent rows. Each is one extra add per row activation.
+        empty; ``drive`` (n_samples, n_neurons) and ``input_rows`` (n_samples, n_inputs) are
+        then int32, zeroed: the activations of each recurrent row (bins in which the neuron's
+        spike drove it) and of each input row (its events). One add per row activation and a
+        few per bin.
     """
     n_samples = offsets.shape[0] - 1
     w_in_flat = w_in.ravel()
@@ -350,7 +356,8 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
                     no_acc, decay, v_th, reset_mode, counts[s],
                     spikes[s] if record else no_spikes,
                     activity[s] if account else no_activity,
-                    drive[s] if account else no_drive)
+                    drive[s] if account else no_drive,
+                    input_rows[s] if account else no_drive)
 
 
 
@@ -358,7 +365,7 @@ def lif_events(offsets, bins, channels, n_bins, w_in, in_indptr, in_indices, in_
 @njit(parallel=True, nogil=True, cache=True)
 def lif_events_codes(offsets, bins, channels, n_bins, c_in, in_indptr, in_indices, in_data,
                      c_rec, rec_indptr, rec_indices, rec_data, scale_in, scale_rec, decay, v_th,
-                     reset_mode, counts, spikes, activity, drive):
+                     reset_mode, counts, spikes, activity, drive, input_rows):
     """:func:`lif_events` with the weights stored as 16-bit integer codes, one scale per matrix.
 
     ``w_in ~= scale_in * c_in`` and ``w_rec ~= scale_rec * c_rec``. Per sample and bin ``t``::
@@ -402,7 +409,8 @@ def lif_events_codes(offsets, bins, channels, n_bins, c_in, in_indptr, in_indice
                     np.zeros(n, np.int32), np.zeros(n, np.int32), decay, v_th, reset_mode,
                     counts[s], spikes[s] if record else no_spikes,
                     activity[s] if account else no_activity,
-                    drive[s] if account else no_drive)
+                    drive[s] if account else no_drive,
+                    input_rows[s] if account else no_drive)
 
 # ---------------------------------------------------------------------- crossbar in the loop
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -482,7 +490,8 @@ def _adc_differential(acc, m2_in, k_in, m2_rec, k_rec, key, v_read, noise_scale,
 @njit(nogil=True, cache=True)
 def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m2_rec,
                          v_read, noise_scale, adc_scale, adc_off, max_code, gain_in, gain_rec,
-                         key0, decay, v_th, reset_mode, counts, spikes, activity, drive):
+                         key0, decay, v_th, reset_mode, counts, spikes, activity, drive,
+                         input_rows):
     n = counts.shape[1]
     record = spikes.shape[0] > 0
     account = activity.shape[0] > 0
@@ -504,7 +513,7 @@ def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m
             q += 1
         key_t = key0 + np.uint64(2 * t) * n2
         if account:
-            _account_step(activity, drive, q - p, fired_idx, n_fired)
+            _account_step(activity, drive, input_rows, channels, p, q, fired_idx, n_fired)
         if one_multiply:
             # input rows and last bin's spike rows drive the array together: one multiply
             if q > p or n_fired > 0:
@@ -533,7 +542,7 @@ def _lif_sample_crossbar(bins, channels, n_bins, g_in_flat, g_rec_flat, m2_in, m
 def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_rec,
                         v_read, noise_scale, adc_scale, adc_off, max_code, gain_in, gain_rec,
                         seed, sample_offset, decay, v_th, reset_mode, counts, spikes, activity,
-                        drive):
+                        drive, input_rows):
     """The reservoir with every bin's matrix-vector products computed through the crossbar.
 
     Per bin the active input rows and the rows of last bin's spikes drive the array at
@@ -560,7 +569,7 @@ def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_
         column), so results do not depend on threads or batching.
     sample_offset : int
         Global index of the first sample of this batch.
-    activity, drive : as for :func:`lif_events`
+    activity, drive, input_rows : as for :func:`lif_events`
         Activity counts, when ``activity`` is not (0, 0): a bin counts as one multiply when
         ``gain_in == gain_rec`` (``active_steps``), else as ``input_steps + recurrent_steps``.
     """
@@ -583,7 +592,8 @@ def lif_events_crossbar(offsets, bins, channels, n_bins, g_in, g_rec, m2_in, m2_
                              max_code, gain_in, gain_rec, key0, decay, v_th, reset_mode,
                              counts[s], spikes[s] if record else no_spikes,
                              activity[s] if account else no_activity,
-                             drive[s] if account else no_drive)
+                             drive[s] if account else no_drive,
+                             input_rows[s] if account else no_drive)
 
 
 @njit(nogil=True, cache=True)

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse
 
 from lsm.config import LSMConfig
-from lsm.energy.activity import Activity, count_activity, input_row_counts
+from lsm.energy.activity import Activity, count_activity
 from lsm.events import EventBatch
 from lsm.features import (
     DEFAULT_N_WINDOWS,
@@ -313,12 +313,11 @@ class LSM:
         e_lo, e_hi = batch.offsets[lo], batch.offsets[hi]
         offsets = batch.offsets[lo:hi + 1] - e_lo
         rec = spikes[lo - shift:hi - shift] if spikes.shape[0] else spikes
-        acts = ((activity.counts[lo:hi], activity.drive[lo:hi]) if activity is not None
-                else activity_off())
-        if activity is not None:
-            activity.input_rows[lo:hi] = input_row_counts(batch.select(slice(lo, hi)))
+        acts = ((activity.counts[lo:hi], activity.drive[lo:hi], activity.input_rows[lo:hi])
+                if activity is not None else activity_off())
         if self._in_loop is not None:
-            extra = {"activity": acts[0], "drive": acts[1]} if activity is not None else {}
+            extra = ({"activity": acts[0], "drive": acts[1], "input_rows": acts[2]}
+                     if activity is not None else {})
             self._in_loop.encode(events=batch.select(slice(lo, hi)), decay=np.float32(c.decay),
                                  v_th=np.float32(c.v_th), reset=c.reset, counts=counts[lo:hi],
                                  spikes=rec, sample_offset=first_sample + lo, **extra)

@@ -124,7 +124,7 @@ def test_counts_by_hand():
     raster = np.zeros((1, 6, 2), np.uint8)
     raster[0, 0, 0] = 1
     _, act = lsm.encode(raster, progress=False, return_activity=True)
-    assert dict(zip(ACTIVITY_FIELDS, act.counts[0].tolist())) == {
+    assert dict(zip(ACTIVITY_FIELDS, act.counts[0].tolist(), strict=True)) == {
         "input_events": 1, "spikes": 1, "recurrent_rows": 1, "steps": 2, "input_steps": 1,
         "recurrent_steps": 1, "active_steps": 2, "peak_rows": 1}
     assert act.input_rows.tolist() == [[1, 0]] and act.drive.tolist() == [[1, 0]]
