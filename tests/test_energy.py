@@ -340,3 +340,123 @@ def test_quantities_parse_exactly():
     assert parse_quantity("19.5 TFLOP/s", "FLOP/s", "x") == 19.5e12
     assert parse_quantity("20 fJ/step", "J/step", "x") == 2e-14
     assert parse_quantity("3 µs", "s", "x") == 3e-6
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import lsm.energy
+    import lsm.energy.model
+
+    for module in (lsm.energy, lsm.energy.model):
+        failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert tried > 0 and failed == 0, module.__name__
+
+
+# ---------------------------------------------------------------------- lsm energy
+@pytest.fixture(scope="module")
+def tidigits(tmp_path_factory):
+    from lsm.data.twin_ntidigits import make_ntidigits_twin
+
+    path = tmp_path_factory.mktemp("energy_twin") / "ntidigits.hdf5"
+    make_ntidigits_twin(path, n_speakers=4, seed=0, progress=False)
+    return path
+
+
+def _cli(capsys, *argv):
+    from lsm.cli import main
+
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_lsm_energy_prints_writes_and_caches(capsys, tmp_path, tidigits):
+    import tomllib
+
+    base = ["energy", "--ntidigits", tidigits, "--limit", 8, "--runs", tmp_path / "runs",
+            "--cache", tmp_path / "cache", "--no-progress"]
+    rc, out, err = _cli(capsys, *base)
+    assert rc == 0, err
+    assert "imc40" in out and "digital-40nm" in out and "gpu-a100" in out
+    assert "largest components" in out and "8 samples" in out and "23.34x" in out
+    rc, out, err = _cli(capsys, *base, "--json")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["cache_hit"] is True and r["samples"] == 8
+    first, second = sorted((tmp_path / "runs").iterdir())
+    assert json.loads((first / "metrics.json").read_text())["report"] == r["report"]
+    assert (second / "energy.png").stat().st_size > 10_000
+    cfg = tomllib.loads((second / "config.toml").read_text())
+    assert cfg["profiles"]["imc40"]["readout"]["adc_fom"] == "20 fJ/step"
+    # the activity is the encoding's: the macro converts 2N columns per active step
+    macro = next(p for p in r["report"]["platforms"] if p["name"] == "imc40")
+    assert macro["counts"]["conversions"] == pytest.approx(
+        400 * r["report"]["activity_mean"]["active_steps"])
+
+
+def test_lsm_energy_settings_profiles_and_calibration(capsys, tmp_path, tidigits):
+    import tomli_w
+    from test_calfile import make_calibration
+
+    from lsm.crossbar.calfile import Calibration, write_calibration
+
+    runs = ["--runs", tmp_path / "runs", "--no-progress", "--json", "--limit", 8]
+    rc, out, err = _cli(capsys, "energy", "--ntidigits", tidigits, *runs,
+                        "--set", "imc40:readout.adc_bits=8", "--head-dims", "none")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["head_macs"] == 0
+    macro = next(p for p in r["report"]["platforms"] if p["name"] == "imc40")
+    assert macro["components_j"]["ADC"] == pytest.approx(
+        20e-15 * 2 ** 8 * macro["counts"]["conversions"])
+    # a profile file of one's own, and the calibration's conductances, on a small reservoir
+    mine = profile_to_dict(shipped_profile("imc40"))
+    mine["name"] = "mine"
+    mine["array"]["v_read"] = "0.1 V"
+    (tmp_path / "mine.toml").write_text(tomli_w.dumps(mine))
+    cal = make_calibration()
+    tile = lambda a: np.tile(a, (3, 1))[:80, :32]  # noqa: E731
+    big = Calibration(region=(0, 80, 0, 32), g_us=tile(cal.g_us),
+                      read_std_us=tile(cal.read_std_us), stuck=tile(cal.stuck),
+                      identity=cal.identity, settings=cal.settings, sections=cal.sections,
+                      curves=cal.curves, measured_at=cal.measured_at, created=cal.created)
+    write_calibration(tmp_path / "cal.h5", big.validate())
+    (tmp_path / "small.toml").write_text(dataset_config_toml(n_neurons=16))
+    rc, out, err = _cli(capsys, "energy", "--ntidigits", tidigits, *runs, "--profile",
+                        tmp_path / "mine.toml", "--calibration", tmp_path / "cal.h5",
+                        "--config", tmp_path / "small.toml")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["conductances"].startswith("calibration") and r["report"]["reference"] == "mine"
+
+
+def dataset_config_toml(**changes) -> str:
+    from lsm.data.registry import dataset_spec
+
+    return dataset_spec("ntidigits").lsm_config().replace(**changes).to_toml()
+
+
+@pytest.mark.parametrize("extra, names", [
+    (["--set", "imc40:readout.bits=8"], ["readout.bits", "no parameter 'bits'"]),
+    (["--set", "nobody:readout.adc_bits=8"], ["nobody"]),
+    (["--set", "imc40:array.t_read=20"], ["has no unit"]),
+    (["--profile", "missing.toml"], ["missing.toml"]),
+    (["--profile", "bad.toml"], ["bad.toml", "board_power", "has no unit"]),
+    (["--calibration", "nothere.h5"], ["nothere.h5"]),
+    (["--head-dims", "0"], ["--head-dims"]),
+    (["--limit", "0"], ["--limit"]),
+])
+def test_lsm_energy_user_errors(capsys, tmp_path, tidigits, monkeypatch, extra, names):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.toml").write_text(GPU.replace('"300 W"', "300"))
+    rc, out, err = _cli(capsys, "energy", "--ntidigits", tidigits, "--runs", tmp_path / "runs",
+                        "--no-progress", *extra)
+    assert rc == 2, err
+    assert "Traceback" not in err and "error:" in err
+    for name in names:
+        assert name in err, (name, err)
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())

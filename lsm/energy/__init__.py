@@ -21,9 +21,11 @@ from lsm.energy.model import (
     PlatformCost,
     Workload,
     conductance_block,
+    energy_per_inference,
     estimate,
 )
 from lsm.energy.profiles import (
+    DEFAULT_PROFILES,
     SHIPPED,
     CellRead,
     DigitalCosts,
@@ -40,7 +42,8 @@ from lsm.energy.profiles import (
 )
 
 __all__ = ["ACTIVITY_FIELDS", "Activity", "count_activity", "input_row_counts", "G_BASE_US",
-           "EnergyReport", "PlatformCost", "Workload", "conductance_block", "estimate", "SHIPPED",
+           "EnergyReport", "PlatformCost", "Workload", "conductance_block", "energy_per_inference",
+           "estimate", "SHIPPED", "DEFAULT_PROFILES",
            "CellRead", "DigitalCosts", "DigitalProfile", "GPUProfile", "MacroProfile",
            "Programming", "Readout", "RowDrivers", "load_profile", "override", "profile_to_dict",
            "shipped_profile"]

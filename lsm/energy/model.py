@@ -39,10 +39,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lsm.energy.activity import Activity
-from lsm.energy.profiles import DigitalCosts, DigitalProfile, GPUProfile, MacroProfile
+from lsm.energy.profiles import (
+    DEFAULT_PROFILES,
+    DigitalCosts,
+    DigitalProfile,
+    GPUProfile,
+    MacroProfile,
+    shipped_profile,
+)
 
-__all__ = ["Workload", "PlatformCost", "EnergyReport", "estimate", "conductance_block",
-           "G_BASE_US"]
+__all__ = ["Workload", "PlatformCost", "EnergyReport", "estimate", "energy_per_inference",
+           "conductance_block", "G_BASE_US"]
 
 #: Conductance (uS) of the lower cell of a differential pair when weights without a measured
 #: block are placed on the array (``DifferentialMapping.targets``): the model's high-resistance
@@ -344,3 +351,40 @@ def estimate(activity: Activity, workload: Workload, profiles) -> EnergyReport:
             raise TypeError(f"not an energy profile: {p!r}")
         out.append(_PRICERS[p.kind](p, activity, workload))
     return EnergyReport(out, len(activity), activity.mean())
+
+
+def energy_per_inference(lsm, events, profiles=None, head_dims: tuple = (64,),
+                         conductance_us: np.ndarray | None = None,
+                         progress: bool = False) -> EnergyReport:
+    """Encode ``events`` with activity counting and price them: the one call for sweeps.
+
+    Parameters
+    ----------
+    lsm : LSM
+    events : raster, sequence of (bins, channels), or EventBatch
+        The inputs (:meth:`lsm.reservoir.LSM.to_events`).
+    profiles : sequence of profiles, optional
+        Default: the shipped :data:`~lsm.energy.profiles.DEFAULT_PROFILES` (``imc40``,
+        ``digital-40nm``, ``gpu-a100``).
+    head_dims, conductance_us
+        See :meth:`Workload.from_lsm`.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> from lsm import LSM, LSMConfig
+    >>> from lsm.energy import shipped_profile
+    >>> lsm = LSM(LSMConfig(n_inputs=16, n_neurons=20, n_bins=10, w_in_const=0.5))
+    >>> raster = (np.random.default_rng(0).random((8, 10, 16)) < 0.1).astype(np.uint8)
+    >>> macro = shipped_profile("imc40")
+    >>> macro8 = dataclasses.replace(macro, name="imc40-8bit",
+    ...                              readout=dataclasses.replace(macro.readout, adc_bits=8))
+    >>> r = energy_per_inference(lsm, raster, [macro, macro8])
+    >>> round(r.ratios()["imc40-8bit"], 3)  # energy per inference, 8 / 14 ADC bits
+    0.106
+    """
+    _, activity = lsm.encode(events, features="counts", progress=progress,
+                             return_activity=True)
+    if profiles is None:
+        profiles = [shipped_profile(n) for n in DEFAULT_PROFILES]
+    return estimate(activity, Workload.from_lsm(lsm, conductance_us, head_dims), profiles)

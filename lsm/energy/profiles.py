@@ -47,12 +47,14 @@ from lsm.energy.units import format_quantity, parse_quantity, unit_of_field
 
 __all__ = ["CellRead", "RowDrivers", "Readout", "Programming", "DigitalCosts", "MacroProfile",
            "DigitalProfile", "GPUProfile", "Profile", "load_profile", "shipped_profile",
-           "SHIPPED", "PROFILE_DIR", "profile_to_dict", "override"]
+           "SHIPPED", "DEFAULT_PROFILES", "PROFILE_DIR", "profile_to_dict", "override"]
 
 #: Folder of the profiles that ship with the package.
 PROFILE_DIR = Path(__file__).with_name("profiles")
 #: Shipped profile names -> file (``shipped_profile(name)``).
 SHIPPED = {"imc40": "imc40.toml", "digital-40nm": "digital-40nm.toml", "gpu-a100": "gpu-a100.toml"}
+#: The platforms compared by default (``lsm energy``, :func:`lsm.energy.energy_per_inference`).
+DEFAULT_PROFILES = ("imc40", "digital-40nm", "gpu-a100")
 
 
 def _q(default: float, positive: bool = False, doc: str = "") -> Any:

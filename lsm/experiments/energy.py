@@ -17,6 +17,7 @@ import numpy as np
 
 from lsm.data.registry import DATASET_NAMES
 from lsm.energy import (
+    DEFAULT_PROFILES,
     SHIPPED,
     Activity,
     EnergyReport,
@@ -33,8 +34,6 @@ from lsm.validation import check_choice
 __all__ = ["EnergyConfig", "DEFAULT_PROFILES", "PAPER_RATIOS", "resolve_profiles", "run_energy",
            "encode_activity", "format_energy"]
 
-#: The shipped profiles ``lsm energy`` compares by default.
-DEFAULT_PROFILES = ("imc40", "digital-40nm", "gpu-a100")
 
 #: The reference paper's headline: "a 23.34- and 160-fold improvement in energy efficiency
 #: compared with cutting-edge digital hardware, respectively" (its two tasks).
