@@ -5,6 +5,7 @@ Each section's blocks run in order, in one bash script, in a fresh folder: pytho
 and why:
 
 - the lab's emulator listens on a free port instead of 5025 (tests run side by side);
+- scripts of ``examples/`` run from the repository, wherever the section runs;
 - sections that use the offline twins without making them get small ones (made once here) at the
   README's paths; the Datasets section makes its own, as written;
 - a command marked ``(needs a connection)`` may fail, but only as a clean user error (exit 2,
@@ -65,7 +66,8 @@ def script_of(blocks, port: str) -> str:
     for lang, body in blocks:
         body = body.replace("5025", port).replace(
             "hw/limits.example.toml", str(ROOT / "hw" / "limits.example.toml")).replace(
-            "examples/devices/", str(ROOT / "examples" / "devices") + "/")
+            "examples/devices/", str(ROOT / "examples" / "devices") + "/").replace(
+            "python examples/", f"python {ROOT / 'examples'}/")
         if lang == "bash":
             lines += [allow_offline(line) for line in body.splitlines()]
         else:
@@ -103,7 +105,7 @@ def test_every_code_block_is_run_by_a_test():
                              "Supervised readouts and zero-shot learning", "Studies and sweeps",
                              "The lab: driving the macro",
                              "Calibration: the chip you measured, on your laptop",
-                             "The RRAM crossbar"}
+                             "Energy per inference", "The RRAM crossbar"}
 
 
 def test_allow_offline_accepts_only_a_clean_user_error(tmp_path):
@@ -172,6 +174,16 @@ def test_calibration_section(tmp_path, small_twins):
     assert (tmp_path / "cal.h5").exists() and len(list((tmp_path / "cal-report").glob("*.png")))
     assert "read noise   0.29" in run.stdout or "read noise   0.30" in run.stdout
     assert "the chip among the twin's draws" in run.stdout
+
+
+@pytest.mark.slow
+def test_energy_section(tmp_path, small_twins):
+    run = run_section("Energy per inference", tmp_path, small_twins)
+    kinds = sorted(p.name.split("-2")[0] for p in (tmp_path / "runs").iterdir()
+                   if p.is_dir())
+    assert kinds == ["energy-nmnist", "energy-ntidigits"], kinds
+    assert (tmp_path / "runs" / "energy_sweep.png").exists()
+    assert run.stdout.count("digital-40nm") >= 2 and "8 bits: " in run.stdout
 
 
 @pytest.mark.slow
