@@ -27,6 +27,10 @@ stores). A sample stops early once its events are consumed and no neuron fired i
 the membrane can then only decay towards zero (``0 <= decay <= 1`` and ``v_th > 0``), so no later
 spike is possible.
 
+Given ``activity`` arrays (``LSM.encode(..., return_activity=True)``), the kernels also count
+what each sample did for the energy model (:data:`ACTIVITY_FIELDS`, per-row activations;
+:mod:`lsm.energy.activity`): a few integer adds per bin and one per row activation.
+
 A weight operand is either dense (a C-contiguous matrix) or CSR (``indptr, indices, data``); a
 dense operand of shape (0, 0) selects the CSR one.
 

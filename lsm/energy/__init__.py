@@ -20,6 +20,7 @@ from lsm.energy.model import (
     EnergyReport,
     PlatformCost,
     Workload,
+    calibration_conductances,
     conductance_block,
     energy_per_inference,
     estimate,
@@ -42,8 +43,8 @@ from lsm.energy.profiles import (
 )
 
 __all__ = ["ACTIVITY_FIELDS", "Activity", "count_activity", "input_row_counts", "G_BASE_US",
-           "EnergyReport", "PlatformCost", "Workload", "conductance_block", "energy_per_inference",
-           "estimate", "SHIPPED", "DEFAULT_PROFILES",
+           "EnergyReport", "PlatformCost", "Workload", "calibration_conductances",
+           "conductance_block", "energy_per_inference", "estimate", "SHIPPED", "DEFAULT_PROFILES",
            "CellRead", "DigitalCosts", "DigitalProfile", "GPUProfile", "MacroProfile",
            "Programming", "Readout", "RowDrivers", "load_profile", "override", "profile_to_dict",
            "shipped_profile"]

@@ -23,7 +23,9 @@ Per sample, with ``k_in(t)`` the input events of bin ``t`` and ``k_rec(t)`` the 
 plus per row: ``input_rows[c]`` (events on channel ``c``: each drives input row ``c`` once) and
 ``drive[j]`` (the bins in which neuron ``j``'s spike drove recurrent row ``j``). Derived
 quantities (synaptic operations, ADC conversions, cell read energy) are in
-:mod:`lsm.energy.model`; they need the weights or the conductances, the counts do not.
+:mod:`lsm.energy.model`; they need the weights or the conductances, the counts do not. Active
+columns: a multiply reads every column of the block (all 2N cells of each differential pair
+carry current once any row is driven), so conversions are ``multiplies x 2N``.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from lsm.energy.profiles import (
 )
 
 __all__ = ["Workload", "PlatformCost", "EnergyReport", "estimate", "energy_per_inference",
-           "conductance_block", "G_BASE_US"]
+           "conductance_block", "calibration_conductances", "G_BASE_US"]
 
 #: Conductance (uS) of the lower cell of a differential pair when weights without a measured
 #: block are placed on the array (``DifferentialMapping.targets``): the model's high-resistance
@@ -70,6 +70,23 @@ def conductance_block(lsm, g_base_us: float = G_BASE_US) -> tuple[np.ndarray, st
                                   max(512, 2 * c.n_neurons))
     g = mapping.targets(lsm.w_in, lsm.w_rec, c.w_in_const, c.w_rec_const, g_base_us)
     return g, f"weights placed as differential pairs above {g_base_us:g} uS"
+
+
+def calibration_conductances(path, n_inputs: int, n_neurons: int,
+                             offset: tuple = (0, 0)) -> np.ndarray:
+    """The measured map of a calibration file (``lsm calibrate run``) as an LSM's block of
+    differential pairs, uS ((n_inputs + n_neurons) x 2 n_neurons at ``offset`` of the
+    calibrated region), for :meth:`Workload.from_lsm`.
+
+    Raises
+    ------
+    ValueError
+        The file is not a valid calibration, or the block does not fit its region (naming it).
+    """
+    from lsm.crossbar.calfile import read_calibration
+    from lsm.crossbar.twin import map_block
+
+    return map_block(read_calibration(path), n_inputs + n_neurons, 2 * n_neurons, offset)
 
 
 @dataclass(frozen=True)
@@ -274,6 +291,7 @@ def _macro(p: MacroProfile, a: Activity, w: Workload) -> PlatformCost:
     latency = multiplies * t_multiply + steps * p.digital.t_step_s
     once = {"programming": w.cells * p.programming.pulses_per_cell * p.programming.e_pulse_j}
     counts = {"multiplies": float(multiplies.mean()) if n else 0.0,
+              "columns_per_multiply": w.columns,
               "conversions": float(conversions.mean()) if n else 0.0,
               "row_activations": float(rows.mean()) if n else 0.0,
               "t_multiply_s": t_multiply, "cells": w.cells}

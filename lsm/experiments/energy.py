@@ -22,6 +22,7 @@ from lsm.energy import (
     Activity,
     EnergyReport,
     Workload,
+    calibration_conductances,
     estimate,
     load_profile,
     override,
@@ -198,7 +199,8 @@ def run_energy(cfg: EnergyConfig, lsm_config=None, progress: bool = True) -> dic
         lsm_cfg = lsm_cfg.replace(**cfg.lsm_overrides)
     g = None
     if cfg.calibration is not None:
-        g = _calibration_block(check_input_file(cfg.calibration, "--calibration"), lsm_cfg)
+        g = calibration_conductances(check_input_file(cfg.calibration, "--calibration"),
+                                     lsm_cfg.n_inputs, lsm_cfg.n_neurons)
     lsm = LSM(lsm_cfg, weights=make_weights(cfg.weights))
     ds = spec.open(cfg.path, cfg.split, on_bad_sample=cfg.on_bad_sample)
     pre = spec.preprocessing(n_bins=lsm_cfg.n_bins)
@@ -225,14 +227,6 @@ def run_energy(cfg: EnergyConfig, lsm_config=None, progress: bool = True) -> dic
         energy_plot(report, run / "energy.png",
                     f"{cfg.dataset} {cfg.split} ({result['data']}), {info['samples']} samples")
     return result
-
-
-def _calibration_block(path, lsm_cfg) -> np.ndarray:
-    from lsm.crossbar.calfile import read_calibration
-    from lsm.crossbar.twin import map_block
-
-    cal = read_calibration(path)
-    return map_block(cal, lsm_cfg.n_inputs + lsm_cfg.n_neurons, 2 * lsm_cfg.n_neurons)
 
 
 def _with_source(w: Workload, source: str) -> Workload:
