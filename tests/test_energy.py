@@ -128,6 +128,7 @@ def test_counts_by_hand():
         "input_events": 1, "spikes": 1, "recurrent_rows": 1, "steps": 2, "input_steps": 1,
         "recurrent_steps": 1, "active_steps": 2, "peak_rows": 1}
     assert act.input_rows.tolist() == [[1, 0]] and act.drive.tolist() == [[1, 0]]
+    assert act.total()["recurrent_rows"] == 1 and act.mean()["steps"] == 2.0
     assert act.multiplies(separate=False).tolist() == [2]
     assert act.multiplies(separate=True).tolist() == [2]
 
@@ -460,3 +461,12 @@ def test_lsm_energy_user_errors(capsys, tmp_path, tidigits, monkeypatch, extra, 
     for name in names:
         assert name in err, (name, err)
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_the_default_head_is_the_papers_projection():
+    from lsm.contrastive.heads import ProjectionHead
+
+    lsm = LSM(LSMConfig(n_inputs=8, n_neurons=200, n_bins=4))
+    assert Workload.from_lsm(lsm).head_macs == ProjectionHead(200, 64).macs_per_sample()
+    assert Workload.from_lsm(lsm, head_dims=(128, 64)).head_macs == \
+        ProjectionHead(200, 64, n_layers=2, hidden_dim=128).macs_per_sample()

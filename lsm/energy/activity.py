@@ -95,6 +95,11 @@ class Activity:
             return self["input_steps"] + self["recurrent_steps"]
         return self["active_steps"].copy()
 
+    def total(self) -> dict:
+        """Each counter summed over the samples (int; ``peak_rows``: the largest)."""
+        return {f: int(self[f].max(initial=0) if f == "peak_rows" else self[f].sum())
+                for f in ACTIVITY_FIELDS}
+
     def mean(self) -> dict:
         """Mean of each counter per sample (float; NaN-free: 0 for an empty batch)."""
         n = max(len(self), 1)
