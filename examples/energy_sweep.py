@@ -117,7 +117,8 @@ def main(nmnist=None, samples: int = 200, workdir: str = "lsm-demo",
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--nmnist", help="N-MNIST folder (default: the demo's twin)")
     ap.add_argument("--samples", type=int, default=200, help="test samples priced")
     ap.add_argument("--workdir", default="lsm-demo", help="where the twin and the PNG go")

@@ -196,12 +196,16 @@ def test_every_macro_component_is_linear_in_the_events():
             continue
         np.testing.assert_allclose(per_sample, per_sample[0] * np.array([1, 2, 3]), rtol=1e-12,
                                    err_msg=name)
-    # one event: one multiply converts both columns
-    assert r.components_j["ADC"][0] == pytest.approx(2 * 20e-15 * 2 ** 14)
+    # one event: one multiply converts both columns of the pair, at ENOB 14 - 1.5 bits
+    assert r.components_j["ADC"][0] == pytest.approx(2 * 20e-15 * 2 ** 12.5)
     assert r.components_j["TIA"][0] == pytest.approx(2 * 1e-12)
     assert r.components_j["row drivers"][0] == pytest.approx(0.25e-12)
     assert r.components_j["cell reads"][0] == pytest.approx(10e-6 * 0.2 ** 2 * 50e-9)
-    assert r.latency_s[0] == pytest.approx(50e-9 + math.ceil(2 / 32) * 1e-6 + 1 * 10e-9)
+    assert r.latency_s[0] == pytest.approx(50e-9 + math.ceil(2 / 32) * 14 * 70e-9 + 10e-9)
+    # sensed differentially: one conversion per pair
+    diff = MacroProfile(readout=Readout(conversions_per_pair=1))
+    r1 = estimate(_activity([1]), w, [diff]).platform("macro")
+    assert r1.components_j["ADC"][0] == pytest.approx(20e-15 * 2 ** 12.5)
 
 
 def test_adc_energy_doubles_per_bit():
@@ -329,6 +333,8 @@ def test_override_changes_one_parameter_with_its_unit():
     assert override(shipped_profile("digital-40nm"), "event_driven=false").event_driven is False
     for bad, msg in (("readout.adc_bits", "expected table.key=value"),
                      ("readout.bits=8", "no parameter 'bits'"),
+                     ("adc_bits=8", "did you mean readout.adc_bits"),
+                     ("kind=gpu", "cannot be changed"),
                      ("nothing.x=1", "no table 'nothing'"),
                      ("array.t_read=20", "has no unit"),
                      ("readout.adc_bits=-2", "must be > 0")):
@@ -384,6 +390,7 @@ def test_lsm_energy_prints_writes_and_caches(capsys, tmp_path, tidigits):
     assert rc == 0, err
     assert "imc40" in out and "digital-40nm" in out and "gpu-a100" in out
     assert "largest components" in out and "8 samples" in out and "23.34x" in out
+    assert "> 1: costs more than imc40" in out and "batch 1" in out
     rc, out, err = _cli(capsys, *base, "--json")
     assert rc == 0, err
     r = json.loads(out)
@@ -410,10 +417,11 @@ def test_lsm_energy_settings_profiles_and_calibration(capsys, tmp_path, tidigits
                         "--set", "imc40:readout.adc_bits=8", "--head-dims", "none")
     assert rc == 0, err
     r = json.loads(out)
-    assert r["head_macs"] == 0
+    assert r["head_macs"] == 0 and r["settings"] == ["imc40:readout.adc_bits=8"]
+    assert r["profiles"]["imc40"].endswith("[set readout.adc_bits=8]")
     macro = next(p for p in r["report"]["platforms"] if p["name"] == "imc40")
     assert macro["components_j"]["ADC"] == pytest.approx(
-        20e-15 * 2 ** 8 * macro["counts"]["conversions"])
+        20e-15 * 2 ** (8 - 1.5) * macro["counts"]["conversions"])
     # a profile file of one's own, and the calibration's conductances, on a small reservoir
     mine = profile_to_dict(shipped_profile("imc40"))
     mine["name"] = "mine"

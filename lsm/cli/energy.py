@@ -66,9 +66,9 @@ def register(sub) -> None:
                  json_parent(), progress_parent()])
     dataset_options(p, what=": the split whose inferences are priced")
     p.add_argument("--split", choices=("train", "test"), default="test",
-                   help="dataset split (default test)")
+                   help="dataset split")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                   help="price the first N samples of the split (default: all)")
+                   help="price the first N samples of the split (default: all of them)")
     p.add_argument("--profile", action="append", metavar="NAME|FILE",
                    help=f"a cost profile: shipped ({', '.join(SHIPPED)}) or a TOML file; "
                         "repeat for several (default: the three shipped)")
@@ -78,9 +78,9 @@ def register(sub) -> None:
     p.add_argument("--calibration", type=path_arg, metavar="FILE",
                    help="calibration file (lsm calibrate run) whose measured map supplies the "
                         "cells' conductances")
-    p.add_argument("--head-dims", type=head_dims, default=(64,), metavar="D[,D...]",
+    p.add_argument("--head-dims", type=head_dims, default="64", metavar="D[,D...]",
                    help="widths of the digital head's layers after the spike features "
-                        "(default 64: the paper's projection; 'none' for no head)")
+                        "(64: the paper's projection; 'none' for no head)")
     p.add_argument("--on-bad-sample", choices=["error", "skip"], default="error",
                    help="a broken sample stops the run, or is left out and listed")
     p.add_argument("--decoder", choices=DECODERS, default="auto",

@@ -7,10 +7,13 @@ input row ``c`` and recurrent row ``j``; ``G``: conductances in S; ``N = n_neuro
     macro    cell reads   v_read^2 t_read (sum_c r_in[c] sum_k G_in[c, k]
                                            + sum_j r_rec[j] sum_k G_rec[j, k])
              row drivers  e_row (input_events + recurrent_rows)
-             TIA + ADC    (e_tia + FOM 2^bits) * multiplies * 2N      (every used column)
+             TIA + ADC    (e_tia + FOM 2^ENOB) * multiplies * conversions per multiply
+                          (2N: each column of every pair; N when pairs are sensed
+                          differentially), ENOB = adc_bits - adc_enob_loss
              neurons      e_neuron_update * steps * N                   (digital, beside it)
              head         head_macs (e_mac + weight_bits e_sram)        (digital)
-             latency      multiplies (t_read + ceil(2N / n_adcs) t_conversion) + steps t_step
+             latency      multiplies (t_read + ceil(conversions / n_adcs) bits t_bit)
+                          + steps t_step
              once         programming: cells * pulses_per_cell * e_pulse (not per inference)
     digital  synapses     SOPs e_add, SOPs = sum_c r_in[c] nnz_in[c] + sum_j r_rec[j] nnz_rec[j]
                           (event-driven); dense: n_bins (n_inputs N + N^2) MACs at e_mac
@@ -20,7 +23,8 @@ input row ``c`` and recurrent row ``j``; ``G``: conductances in S; ``N = n_neuro
              latency      SOPs / (lanes clock) + steps t_step
     gpu      board        board_power * FLOPs / (peak * utilisation),
                           FLOPs = 2 n_bins (n_inputs N + N^2) + 4 n_bins N + 2 head_macs
-             latency      n_bins * t_step (batch 1)
+             latency      n_bins * t_step at batch 1 (the energy is at batched throughput;
+                          at batch 1 an inference would cost board_power * latency)
 
 plus ``e_input_event * input_events`` (off-chip data movement) where a profile sets it. Not
 counted: leakage and static power (except the GPU's board power), control logic and
@@ -217,6 +221,14 @@ class PlatformCost:
         """Energy per inference, J (n_samples,)."""
         return sum(self.components_j.values())
 
+    def __repr__(self) -> str:
+        from lsm.energy.units import format_quantity
+
+        energy = format_quantity(float(np.mean(self.total_j)), "J")
+        latency = format_quantity(float(np.mean(self.latency_s)), "s")
+        return (f"PlatformCost({self.name!r}, {self.kind}, {energy} per inference (mean of "
+                f"{len(self.latency_s)}), latency {latency})")
+
     def mean_j(self) -> dict:
         return {k: float(np.mean(v)) for k, v in self.components_j.items()}
 
@@ -235,6 +247,15 @@ class EnergyReport:
     platforms: list
     n_samples: int
     activity_mean: dict
+
+    def __repr__(self) -> str:
+        from lsm.energy.units import format_quantity
+
+        ratios = self.ratios()
+        parts = [f"{p.name} {format_quantity(float(np.mean(p.total_j)), 'J')} "
+                 f"({ratios[p.name]:.3g}x)" for p in self.platforms]
+        return (f"EnergyReport({self.n_samples} inferences, mean per inference, x = / "
+                f"{self.reference.name}: {'; '.join(parts)})")
 
     def platform(self, name: str) -> PlatformCost:
         for p in self.platforms:
@@ -274,7 +295,8 @@ def _macro(p: MacroProfile, a: Activity, w: Workload) -> PlatformCost:
     n = len(a)
     v, t = p.array.v_read_v, p.array.t_read_s
     multiplies = a.multiplies(w.separate_multiplies).astype(np.float64)
-    conversions = multiplies * w.columns
+    per_multiply = w.n_neurons * p.readout.conversions_per_pair
+    conversions = multiplies * per_multiply
     rows = (a["input_events"] + a["recurrent_rows"]).astype(np.float64)
     steps = a["steps"].astype(np.float64)
     comps = {
@@ -287,11 +309,11 @@ def _macro(p: MacroProfile, a: Activity, w: Workload) -> PlatformCost:
     }
     if p.digital.e_input_event_j:
         comps["input I/O"] = p.digital.e_input_event_j * a["input_events"].astype(np.float64)
-    t_multiply = t + math.ceil(w.columns / p.readout.n_adcs) * p.readout.t_conversion_s
+    t_multiply = t + math.ceil(per_multiply / p.readout.n_adcs) * p.readout.t_conversion_s
     latency = multiplies * t_multiply + steps * p.digital.t_step_s
     once = {"programming": w.cells * p.programming.pulses_per_cell * p.programming.e_pulse_j}
     counts = {"multiplies": float(multiplies.mean()) if n else 0.0,
-              "columns_per_multiply": w.columns,
+              "conversions_per_multiply": per_multiply,
               "conversions": float(conversions.mean()) if n else 0.0,
               "row_activations": float(rows.mean()) if n else 0.0,
               "t_multiply_s": t_multiply, "cells": w.cells}
@@ -326,8 +348,9 @@ def _gpu(p: GPUProfile, a: Activity, w: Workload) -> PlatformCost:
     n = len(a)
     flops = 2.0 * w.dense_macs + 4.0 * w.n_bins * w.n_neurons + 2.0 * w.head_macs
     energy = p.board_power_w * flops / (p.peak_flop_per_s * p.utilisation)
-    return PlatformCost(p.name, p.kind, {"board": np.full(n, energy)},
-                        np.full(n, w.n_bins * p.t_step_s), {}, {"flops": flops})
+    latency = w.n_bins * p.t_step_s
+    return PlatformCost(p.name, p.kind, {"board": np.full(n, energy)}, np.full(n, latency), {},
+                        {"flops": flops, "batch1_energy_j": p.board_power_w * latency})
 
 
 _PRICERS = {"macro": _macro, "digital": _digital, "gpu": _gpu}
@@ -399,7 +422,7 @@ def energy_per_inference(lsm, events, profiles=None, head_dims: tuple = (64,),
     ...                              readout=dataclasses.replace(macro.readout, adc_bits=8))
     >>> r = energy_per_inference(lsm, raster, [macro, macro8])
     >>> round(r.ratios()["imc40-8bit"], 3)  # energy per inference, 8 / 14 ADC bits
-    0.106
+    0.235
     """
     _, activity = lsm.encode(events, features="counts", progress=progress,
                              return_activity=True)

@@ -108,27 +108,47 @@ class RowDrivers:
 
 @dataclass(frozen=True)
 class Readout:
-    """``[readout]``: transimpedance amplifier and ADC of one column, per conversion.
+    """``[readout]``: transimpedance amplifier and ADC, per conversion.
 
-    ``e_conversion_j = e_tia_j + adc_fom_j_per_step * 2**adc_bits`` (Walden figure of merit).
-    ``n_adcs`` ADCs share the columns: a multiply takes ``t_read + ceil(columns / n_adcs) *
-    t_conversion``.
+    ``e_conversion_j = e_tia_j + adc_fom_j_per_step * 2**enob`` with ``enob = adc_bits -
+    adc_enob_loss`` (the Walden figure of merit is defined per effective step).
+    ``conversions_per_pair``: 2 when each column of a differential pair has its own TIA and
+    ADC conversion (the difference taken digitally, as the crossbar model does), 1 when the
+    pair is sensed differentially. ``n_adcs`` ADCs share the conversions; a SAR conversion
+    takes one cycle ``t_bit`` per bit: a multiply takes ``t_read + ceil(conversions / n_adcs)
+    * adc_bits * t_bit``.
     """
 
     adc_bits: int = _q(14, True, "ADC resolution")
+    adc_enob_loss: float = _q(1.5, doc="bits lost to noise and distortion (ENOB = bits - loss)")
     adc_fom_j_per_step: float = _q(20e-15, doc="ADC Walden figure of merit, J per step")
     e_tia_j: float = _q(1e-12, doc="TIA energy per conversion")
-    n_adcs: int = _q(32, True, "ADCs shared by the columns")
-    t_conversion_s: float = _q(1e-6, True, "one ADC conversion")
+    conversions_per_pair: int = _q(2, True, "conversions per differential pair (1 or 2)")
+    n_adcs: int = _q(32, True, "ADCs shared by the conversions")
+    t_bit_s: float = _q(70e-9, True, "one SAR bit cycle")
 
     def __post_init__(self) -> None:
         _check(self)
         if self.adc_bits > 24:
             raise ValueError(f"Readout.adc_bits must be <= 24, got {self.adc_bits}")
+        if self.adc_enob_loss >= self.adc_bits:
+            raise ValueError(f"Readout.adc_enob_loss ({self.adc_enob_loss}) must be below "
+                             f"adc_bits ({self.adc_bits})")
+        if self.conversions_per_pair not in (1, 2):
+            raise ValueError(f"Readout.conversions_per_pair must be 1 or 2, got "
+                             f"{self.conversions_per_pair}")
+
+    @property
+    def enob(self) -> float:
+        return self.adc_bits - self.adc_enob_loss
+
+    @property
+    def t_conversion_s(self) -> float:
+        return self.adc_bits * self.t_bit_s
 
     @property
     def e_adc_j(self) -> float:
-        return self.adc_fom_j_per_step * 2.0 ** self.adc_bits
+        return self.adc_fom_j_per_step * 2.0 ** self.enob
 
     @property
     def e_conversion_j(self) -> float:
@@ -150,14 +170,14 @@ class Programming:
 class DigitalCosts:
     """``[digital]``: digital logic at one node: arithmetic, on-chip weight reads, neurons.
 
-    A synaptic operation costs ``e_add + weight_bits * e_sram_per_bit`` (event-driven: an
-    accumulate per nonzero weight of an active row) or ``e_mac + weight_bits * e_sram_per_bit``
-    (dense); a head weight the same with ``e_mac``; a neuron update (leak, add, compare, reset)
-    ``e_neuron_update``. ``e_input_event`` is moving one input event on chip (off-chip data
-    movement; 0 = not counted).
+    A synaptic operation costs ``e_add + weight_bits * e_sram`` (event-driven: an accumulate
+    per nonzero weight of an active row) or ``e_mac + weight_bits * e_sram`` (dense: a MAC
+    array multiplies every weight every step); a head weight the same with ``e_mac``; a neuron
+    update (leak, add, compare, reset) ``e_neuron_update``. ``e_input_event`` is moving one
+    input event on chip (off-chip data movement; 0 = not counted).
     """
 
-    e_add_j: float = _q(0.4e-12, doc="one accumulate")
+    e_add_j: float = _q(0.1e-12, doc="one accumulate (integer, into a 32-bit sum)")
     e_mac_j: float = _q(1.5e-12, doc="one multiply-accumulate")
     e_sram_j_per_bit: float = _q(0.5e-12, doc="reading one weight bit from on-chip SRAM")
     weight_bits: int = _q(16, True, "bits per stored weight")
@@ -340,8 +360,14 @@ def override(profile, setting: str):
             raise ValueError(f"--set {setting!r}: {profile.kind} profiles have no table {k!r}")
         node = node[k]
     if keys[-1] not in node or isinstance(node[keys[-1]], dict):
-        raise ValueError(f"--set {setting!r}: no parameter {keys[-1]!r} there; known: "
-                         f"{sorted(k for k, v in node.items() if not isinstance(v, dict))}")
+        elsewhere = [f"{t}.{keys[-1]}" for t, v in table.items()
+                     if isinstance(v, dict) and keys[-1] in v]
+        hint = (f"did you mean {' or '.join(elsewhere)}?" if elsewhere else "known: " + str(
+            sorted(k for k, v in node.items() if not isinstance(v, dict)
+                   and k not in ("kind",))))
+        raise ValueError(f"--set {setting!r}: no parameter {keys[-1]!r} there; {hint}")
+    if keys[-1] in ("kind",):
+        raise ValueError(f"--set {setting!r}: the kind of a profile cannot be changed")
     text = text.strip()
     old = node[keys[-1]]
     if isinstance(old, bool):

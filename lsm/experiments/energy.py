@@ -9,6 +9,7 @@ breakdown by component).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,12 @@ def resolve_profiles(names, settings=()) -> list:
             raise ValueError(f"--set {s!r}: expected <profile>:<table>.<key>=<value> with a "
                              f"profile among {names_seen}")
         i = names_seen.index(target)
-        profiles[i] = override(profiles[i], change)
+        changed = override(profiles[i], change)
+        note = f"set {change.strip()}"
+        desc = changed.description
+        desc = (desc[:-1] + f"; {note}]") if desc.endswith("]") and "[set " in desc else \
+            f"{desc} [{note}]".strip()
+        profiles[i] = dataclasses.replace(changed, description=desc)
     return profiles
 
 
@@ -217,6 +223,8 @@ def run_energy(cfg: EnergyConfig, lsm_config=None, progress: bool = True) -> dic
               "lsm": {"n_inputs": lsm_cfg.n_inputs, "n_neurons": lsm_cfg.n_neurons,
                       "n_bins": lsm_cfg.n_bins},
               "head_macs": workload.head_macs, "paper_ratios": list(PAPER_RATIOS),
+              "profiles": {p.name: p.description for p in profiles},
+              "settings": list(cfg.settings),
               "report": report.to_dict()}
     with run_directory(cfg.runs_dir, f"energy-{cfg.dataset}") as run:
         result["run_dir"] = str(run)
@@ -224,8 +232,10 @@ def run_energy(cfg: EnergyConfig, lsm_config=None, progress: bool = True) -> dic
         write_run_files(run, {"run": cfg, "lsm": lsm_cfg.to_dict(),
                               "profiles": {p.name: profile_to_dict(p) for p in profiles}},
                         result)
-        energy_plot(report, run / "energy.png",
-                    f"{cfg.dataset} {cfg.split} ({result['data']}), {info['samples']} samples")
+        title = f"{cfg.dataset} {cfg.split} ({result['data']}), {info['samples']} samples"
+        if cfg.settings:
+            title += "\n" + ", ".join(cfg.settings)
+        energy_plot(report, run / "energy.png", title)
     return result
 
 
@@ -255,8 +265,11 @@ def energy_plot(report: EnergyReport, path, title: str = "") -> Path:
     ax1.set_xticks(x, names)
     ax1.set_ylabel("energy per inference (J)")
     for i, t in enumerate(totals):
-        ax1.annotate(f"{ratios[names[i]]:.3g}x", (i, t), ha="center", va="bottom", fontsize=9)
-    ax1.set_title(f"total (x = / {report.reference.name})")
+        ax1.annotate(f"{_si(t, 'J')}\n{ratios[names[i]]:.3g}x", (i, t), ha="center",
+                     va="bottom", fontsize=8)
+    ax1.set_title(f"mean per inference; x = energy / {report.reference.name}'s (> 1: costs more)",
+                  fontsize=9)
+    ax1.margins(y=0.25)
     components = []
     for p in report.platforms:
         components += [c for c in p.components_j if c not in components]
@@ -271,7 +284,7 @@ def energy_plot(report: EnergyReport, path, title: str = "") -> Path:
     ax2.set_xticks(x, names)
     ax2.set_ylabel("% of the platform's energy")
     ax2.set_ylim(0, 100)
-    ax2.set_title("by component")
+    ax2.set_title("each platform's energy by component (% of its total)", fontsize=9)
     ax2.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
@@ -295,9 +308,12 @@ def format_energy(r: dict) -> str:
              f"  activity per inference: {a['input_events']:.1f} input events, "
              f"{a['spikes']:.1f} spikes, {a['recurrent_rows']:.1f} recurrent row activations, "
              f"{a['steps']:.1f} steps, {a['active_steps']:.1f} active steps",
-             f"  conductances: {r['conductances']}",
-             f"  {'platform':<16}{'energy':>11}{'p10-p90':>22}{'/ ' + ref:>12}{'latency':>11}"
-             "   largest components"]
+             f"  conductances: {r['conductances']}"]
+    if r.get("settings"):
+        lines.append(f"  settings: {', '.join(r['settings'])}")
+    lines += [f"  mean per inference; x = its energy / {ref}'s (> 1: costs more than {ref})",
+              f"  {'platform':<16}{'energy':>11}{'p10-p90':>22}{'x':>12}{'latency':>11}"
+              "   largest components"]
     for p in rep["platforms"]:
         total = p["energy_j"]
         parts = sorted(p["components_j"].items(), key=lambda kv: -kv[1])[:3]
@@ -308,12 +324,16 @@ def format_energy(r: dict) -> str:
                      f"{rep['ratios'][p['name']]:>11.3g}x{_si(p['latency_s'], 's'):>11}   "
                      f"{share}")
     for p in rep["platforms"]:
+        if "batch1_energy_j" in p["counts"]:
+            lines.append(f"  {p['name']}: energy at batched throughput; one inference alone "
+                         f"(batch 1, {_si(p['latency_s'], 's')}) would cost "
+                         f"{_si(p['counts']['batch1_energy_j'], 'J')}")
         for k, v in p["once_j"].items():
             n = v / max(p["energy_j"], 1e-300)
             lines.append(f"  once, {p['name']}: {k} of {p['counts'].get('cells', 0):,} cells "
                          f"{_si(v, 'J')} (as much as {n:,.0f} inferences)")
-    lines.append(f"  paper: {PAPER_RATIOS[0]}x and {PAPER_RATIOS[1]:g}x better energy "
-                 "efficiency than digital hardware (its two tasks); see the README's Energy "
-                 "section for why ratios differ")
+    lines.append(f"  paper (abstract): {PAPER_RATIOS[0]}x and {PAPER_RATIOS[1]:g}x better "
+                 "energy efficiency than digital hardware on its two tasks; the README's "
+                 "Energy section says what moves the ratio")
     lines.append(f"run directory: {r['run_dir']} (energy.png)")
     return "\n".join(lines)
