@@ -478,3 +478,105 @@ def test_the_default_head_is_the_papers_projection():
     assert Workload.from_lsm(lsm).head_macs == ProjectionHead(200, 64).macs_per_sample()
     assert Workload.from_lsm(lsm, head_dims=(128, 64)).head_macs == \
         ProjectionHead(200, 64, n_layers=2, hidden_dim=128).macs_per_sample()
+
+
+# ---------------------------------------------------------------------- from the adversarial pass
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('kind = "gpu"', 'kind = ["gpu"]'), "kind must be one of"),
+    (lambda t: t.replace('"300 W"', '"1e9999999999999999999 W"'), "out of range"),
+    (lambda t: t.replace("0.5", "nan"), r"utilisation must be finite"),
+    (lambda t: t.replace("0.5", "inf"), r"utilisation must be finite"),
+    (lambda t: t.replace('name = "g"', 'name = " "'), "non-empty name"),
+])
+def test_more_bad_profiles(tmp_path, edit, message):
+    f = _write(tmp_path, edit(GPU))
+    with pytest.raises(ValueError, match=message) as e:
+        load_profile(f)
+    assert str(f) in str(e.value)
+
+
+def test_profile_details(tmp_path):
+    text = shipped_profile_text("imc40")
+    with pytest.raises(ValueError, match=r"n_adcs must be finite"):
+        load_profile(_write(tmp_path, text.replace("n_adcs = 32", "n_adcs = inf")))
+    with pytest.raises(ValueError, match=r"\[drivers\] unknown key\(s\) \['kind'\]"):
+        load_profile(_write(tmp_path, text.replace("[drivers]\n", '[drivers]\nkind = "gpu"\n')))
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_profile(bom) == shipped_profile("imc40")
+    # values survive --set and the run record exactly (15 digits, not 4)
+    odd = load_profile(_write(tmp_path, text.replace('t_read = "50 ns"', 't_read = "12.3456 ns"')))
+    assert override(odd, "readout.adc_bits=12").array.t_read_s == odd.array.t_read_s
+    assert profile_to_dict(odd)["array"]["t_read"] == "12.3456 ns"
+    p = shipped_profile("imc40")
+    assert override(p, "programming.pulses_per_cell=1.5").programming.pulses_per_cell == 1.5
+    assert override(p, "readout.adc_bits=8.0").readout.adc_bits == 8
+    for bad, msg in (("readout.adc_bits=8_0", "plain"), ("readout.adc_bits=inf", "plain"),
+                     ("readout.adc_bits=8.5", "whole number")):
+        with pytest.raises(ValueError, match=msg):
+            override(p, bad)
+
+
+def test_non_finite_energies_and_zero_references_are_handled():
+    w, a = _one_row_workload(5.0), _activity([2])
+    tiny = GPUProfile(utilisation=1e-320)
+    with pytest.raises(ValueError, match="'gpu'.*not finite"):
+        estimate(a, w, [MacroProfile(), tiny])
+    free = MacroProfile(name="free", array=CellRead(v_read_v=1e-30, t_read_s=1e-30),
+                        drivers=dataclasses.replace(MacroProfile().drivers, e_row_j=0.0),
+                        readout=Readout(adc_fom_j_per_step=0.0, e_tia_j=0.0),
+                        digital=DigitalCosts(e_neuron_update_j=0.0))
+    zero_w = _one_row_workload(0.0)
+    r = estimate(a, zero_w, [free, DigitalProfile(digital=DigitalCosts(
+        e_add_j=0, e_sram_j_per_bit=0, e_neuron_update_j=0)), GPUProfile()])
+    assert r.ratios() == {"free": 1.0, "digital": 1.0, "gpu": None}
+    json.dumps(r.to_dict(), allow_nan=False)
+    with pytest.raises(ValueError, match="counts"):
+        Activity(-a.counts, a.input_rows, a.drive, 4)
+
+
+def test_multiplies_are_decided_as_the_kernel_decides(rng):
+    cfg = LSMConfig(n_inputs=8, n_neurons=6, n_bins=6, w_in_const=0.07,
+                    w_rec_const=0.07 + 1e-12)
+    assert Workload.from_lsm(LSM(cfg)).separate_multiplies is False
+    assert Workload.from_lsm(LSM(cfg.replace(w_rec_const=0.08))).separate_multiplies is True
+
+
+def test_lsm_energy_refusals_before_the_work(capsys, tmp_path, tidigits):
+    runs = ["--runs", tmp_path / "runs", "--no-progress", "--limit", 3]
+    for extra, msg in ((["--set", "imc40:name=digital-40nm"], "same name"),
+                       (["--set", "gpu-a100:utilisation=1e-320"], "not finite"),
+                       (["--head-dims", "99999999999"], "head_dims")):
+        rc, out, err = _cli(capsys, "energy", "--ntidigits", tidigits, *runs, *extra)
+        assert rc == 2 and "Traceback" not in err and msg in err, (extra, err)
+    # a dollar sign in a name or setting reaches the PNG as text
+    rc, out, err = _cli(capsys, "energy", "--ntidigits", tidigits, *runs, "--set",
+                        "imc40:name=$\\foo{$")
+    assert rc == 0, err
+    assert len(list((tmp_path / "runs").glob("energy-*/energy.png"))) == 1
+
+
+def test_a_cached_activity_reports_what_was_priced(capsys, tmp_path, tidigits):
+    import shutil
+
+    import h5py
+
+    broken = tmp_path / "broken.hdf5"
+    shutil.copy(tidigits, broken)
+    with h5py.File(broken, "a") as f:
+        group = f["test_timestamps"]
+        key = sorted(group)[0]
+        data = group[key][...]
+        del group[key]
+        group[key] = data[::-1]  # time going backwards: a bad sample
+    base = ["energy", "--ntidigits", broken, "--runs", tmp_path / "runs", "--no-progress",
+            "--json", "--cache", tmp_path / "cache", "--on-bad-sample", "skip"]
+    rc, out, err = _cli(capsys, *base)
+    assert rc == 0, err
+    first = json.loads(out)
+    rc, out, err = _cli(capsys, *base)
+    second = json.loads(out)
+    assert second["cache_hit"] and len(first["skipped"]) == 1
+    assert (second["samples"], second["skipped"]) == (first["samples"],
+                                                      [list(s) for s in first["skipped"]])
+    assert second["samples"] == second["report"]["n_samples"]

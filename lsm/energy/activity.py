@@ -66,10 +66,12 @@ class Activity:
         if self.counts.shape != (n, len(ACTIVITY_FIELDS)):
             raise ValueError(f"Activity.counts must have shape (n_samples, "
                              f"{len(ACTIVITY_FIELDS)}), got {self.counts.shape}")
-        for name in ("input_rows", "drive"):
+        for name in ("counts", "input_rows", "drive"):
             a = getattr(self, name)
             if a.ndim != 2 or a.shape[0] != n:
                 raise ValueError(f"Activity.{name} must have shape ({n}, rows), got {a.shape}")
+            if not np.issubdtype(a.dtype, np.integer) or (a.size and a.min() < 0):
+                raise ValueError(f"Activity.{name} must hold counts (integers >= 0)")
 
     def __len__(self) -> int:
         return self.counts.shape[0]

@@ -55,6 +55,9 @@ from lsm.energy.profiles import (
 __all__ = ["Workload", "PlatformCost", "EnergyReport", "estimate", "energy_per_inference",
            "conductance_block", "calibration_conductances", "G_BASE_US"]
 
+#: Widest head layer :meth:`Workload.from_lsm` takes.
+MAX_HEAD_WIDTH = 1 << 20
+
 #: Conductance (uS) of the lower cell of a differential pair when weights without a measured
 #: block are placed on the array (``DifferentialMapping.targets``): the model's high-resistance
 #: state, ``ProgrammingParams.g_hrs_us``.
@@ -180,15 +183,21 @@ class Workload:
         g_row = g.sum(axis=1) * 1e-6
         macs, width = 0, c.n_neurons
         for d in head_dims:
-            if int(d) < 1:
-                raise ValueError(f"head_dims must be positive widths, got {head_dims}")
+            if not 1 <= int(d) <= MAX_HEAD_WIDTH:
+                raise ValueError(f"head_dims must be widths in [1, {MAX_HEAD_WIDTH}], got "
+                                 f"{head_dims}")
             macs += width * int(d)
             width = int(d)
+        # one multiply per bin when the two blocks share a digital scale, decided as the
+        # in-loop kernel decides it (float32 gains)
+        loop = getattr(lsm, "_in_loop", None)
+        gains = ((loop.gain_in_per_us, loop.gain_rec_per_us) if hasattr(loop, "gain_in_per_us")
+                 else (c.w_in_const, c.w_rec_const))
         return cls(c.n_inputs, c.n_neurons, c.n_bins, g_row[:c.n_inputs], g_row[c.n_inputs:],
                    np.count_nonzero(lsm.w_in, axis=1).astype(np.int64),
                    np.count_nonzero(lsm.w_rec, axis=1).astype(np.int64),
-                   separate_multiplies=c.w_in_const != c.w_rec_const, head_macs=macs,
-                   conductance_source=source)
+                   separate_multiplies=bool(np.float32(gains[0]) != np.float32(gains[1])),
+                   head_macs=macs, conductance_source=source)
 
 
 @dataclass(frozen=True)
@@ -269,10 +278,15 @@ class EnergyReport:
         return next((p for p in self.platforms if p.kind == "macro"), self.platforms[0])
 
     def ratios(self) -> dict:
-        """Energy per inference of each platform / the reference's (how many times more)."""
+        """Energy per inference of each platform / the reference's (how many times more);
+        None where undefined (a reference that costs nothing, against a platform that costs
+        something), 1.0 for 0 / 0."""
         ref = float(np.mean(self.reference.total_j))
-        return {p.name: (float(np.mean(p.total_j)) / ref if ref > 0 else math.inf)
-                for p in self.platforms}
+        out = {}
+        for p in self.platforms:
+            e = float(np.mean(p.total_j))
+            out[p.name] = e / ref if ref > 0 else (1.0 if e == 0 else None)
+        return out
 
     def to_dict(self) -> dict:
         return {"n_samples": self.n_samples, "reference": self.reference.name,
@@ -390,7 +404,13 @@ def estimate(activity: Activity, workload: Workload, profiles) -> EnergyReport:
     for p in profiles:
         if getattr(p, "kind", None) not in _PRICERS:
             raise TypeError(f"not an energy profile: {p!r}")
-        out.append(_PRICERS[p.kind](p, activity, workload))
+        cost = _PRICERS[p.kind](p, activity, workload)
+        for name, values in [*cost.components_j.items(), ("latency", cost.latency_s),
+                             *((k, np.asarray(v)) for k, v in cost.once_j.items())]:
+            if not np.isfinite(values).all():
+                raise ValueError(f"profile {p.name!r}: the {name} is not finite (a parameter "
+                                 "too large or too small for float64); check its values")
+        out.append(cost)
     return EnergyReport(out, len(activity), activity.mean())
 
 

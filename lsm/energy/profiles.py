@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,11 +75,12 @@ def _check(obj) -> None:
         where = f"{owner}.{key}" + (f" ({unit})" if unit else "")
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"{where} must be a number, got {v!r}")
-        if isinstance(f.default, int) and not isinstance(f.default, bool) \
-                and int(v) != v:
-            raise ValueError(f"{where} must be a whole number, got {v}")
         if not math.isfinite(v):
             raise ValueError(f"{where} must be finite, got {v}")
+        if isinstance(f.default, int) and not isinstance(f.default, bool):
+            if int(v) != v:
+                raise ValueError(f"{where} must be a whole number, got {v}")
+            object.__setattr__(obj, f.name, int(v))
         if f.metadata.get("positive") and v <= 0:
             raise ValueError(f"{where} must be > 0, got {v}")
         if v < 0:
@@ -243,10 +245,11 @@ class GPUProfile:
 
 Profile = MacroProfile | DigitalProfile | GPUProfile
 _KINDS = {"macro": MacroProfile, "digital": DigitalProfile, "gpu": GPUProfile}
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _TEXT = ("name", "description")
 
 
-def _from_table(cls, table: dict, where: str):
+def _from_table(cls, table: dict, where: str, top: bool = True):
     """Build ``cls`` from a TOML table: every field given, in its unit; nothing unknown."""
     if not isinstance(table, dict):
         raise ValueError(f"{where} must be a table, got {table!r}")
@@ -260,7 +263,7 @@ def _from_table(cls, table: dict, where: str):
             if key not in table:
                 raise ValueError(f"{at}: table [{key}] is missing")
             kwargs[f.name] = _from_table(f.default_factory().__class__, table[key],
-                                         f"{where}[{key}] ")
+                                         f"{where}[{key}] ", top=False)
             continue
         if key not in table:
             if key in _TEXT:
@@ -269,8 +272,9 @@ def _from_table(cls, table: dict, where: str):
             raise ValueError(f"{at} is missing ({what}: {f.metadata.get('doc', key)})")
         value = table[key]
         if key in _TEXT:
-            if not isinstance(value, str):
-                raise ValueError(f"{at} must be text, got {value!r}")
+            if not isinstance(value, str) or (key == "name" and not value.strip()):
+                raise ValueError(f"{at} must be {'a non-empty name' if key == 'name' else 'text'}"
+                                 f", got {value!r}")
             kwargs[f.name] = value
         elif f.name == "event_driven":
             if not isinstance(value, bool):
@@ -282,7 +286,7 @@ def _from_table(cls, table: dict, where: str):
             kwargs[f.name] = value
         else:
             kwargs[f.name] = parse_quantity(value, unit, at)
-    unknown = sorted(set(table) - known - {"kind"})
+    unknown = sorted(set(table) - known - ({"kind"} if top else set()))
     if unknown:
         raise ValueError(f"{where}unknown key(s) {unknown}; known: {sorted(known)}")
     try:
@@ -304,13 +308,13 @@ def load_profile(path: str | os.PathLike) -> Profile:
     """
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = tomllib.loads(p.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{p}: not a valid TOML profile: {exc}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{p}: not a text (TOML) file") from None
     kind = data.get("kind")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise ValueError(f"{p}: kind must be one of {sorted(_KINDS)}, got {kind!r}")
     return _from_table(_KINDS[kind], data, f"{p}: ")
 
@@ -332,7 +336,7 @@ def profile_to_dict(profile) -> dict:
             out[key] = profile_to_dict(v)
             out[key].pop("kind", None)
         elif unit:
-            out[key] = format_quantity(v, unit)
+            out[key] = format_quantity(v, unit, digits=15)
         else:
             out[key] = v
     return out
@@ -379,8 +383,10 @@ def override(profile, setting: str):
     elif isinstance(old, str):
         node[keys[-1]] = text
     else:
-        try:
-            node[keys[-1]] = int(text) if isinstance(old, int) else float(text)
-        except ValueError:
-            raise ValueError(f"--set {setting!r}: expected a plain number") from None
+        if not _PLAIN_NUMBER.fullmatch(text):
+            raise ValueError(f"--set {setting!r}: expected a plain (dimensionless, finite) "
+                             "number such as 8 or 0.5")
+        # a whole number stays an int, a fraction is a float: the field's own check says
+        # whether it takes one
+        node[keys[-1]] = int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
     return _from_table(type(profile), table, f"--set {setting!r}: ")

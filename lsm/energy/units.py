@@ -66,20 +66,25 @@ def parse_quantity(text, unit: str, where: str) -> float:
         raise ValueError(f"{where} = {text!r}: expected a quantity in {unit} (prefixes "
                          f"{', '.join(p for p in PREFIXES if p)}), e.g. \"{_example(unit)}\"")
     # decimal scaling: "50 ns" is exactly the float nearest 5e-8
-    value = float(Decimal(number).scaleb(PREFIXES[written[: -len(unit)]]))
+    try:
+        value = float(Decimal(number).scaleb(PREFIXES[written[: -len(unit)]]))
+    except ArithmeticError:  # an exponent beyond what Decimal holds
+        raise ValueError(f"{where} = {text!r} is out of range") from None
     if not math.isfinite(value):
         raise ValueError(f"{where} = {text!r} is not finite")
     return value
 
 
-def format_quantity(value: float, unit: str) -> str:
-    """``value`` (in ``unit``) with the SI prefix that puts it in [1, 1000): ``"50 ns"``."""
+def format_quantity(value: float, unit: str, digits: int = 4) -> str:
+    """``value`` (in ``unit``) with the SI prefix that puts it in [1, 1000): ``"50 ns"``;
+    ``digits`` significant digits (15 for a value written back to a profile: it reads back as
+    the same float)."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g} {unit}"
     for prefix in ("T", "G", "M", "k", "", "m", "u", "n", "p", "f"):
         scaled = value / 10.0 ** PREFIXES[prefix]
         if abs(scaled) >= 1 or prefix == "f":
-            return f"{scaled:.4g} {prefix}{unit}"
+            return f"{scaled:.{digits}g} {prefix}{unit}"
     return f"{value:g} {unit}"  # pragma: no cover - the loop always returns
 
 

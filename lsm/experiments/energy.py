@@ -10,6 +10,7 @@ breakdown by component).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,22 +120,26 @@ def resolve_profiles(names, settings=()) -> list:
         else:
             raise ValueError(f"--profile {n}: neither a shipped profile ({', '.join(SHIPPED)}) "
                              "nor a profile file")
-    names_seen = [p.name for p in profiles]
-    if len(set(names_seen)) != len(names_seen):
-        raise ValueError(f"--profile: two profiles have the same name ({names_seen}); give "
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--profile: two profiles have the same name ({names}); give "
                          "each file its own name")
     for s in settings:
         target, sep, change = str(s).partition(":")
-        if not sep or target not in names_seen:
+        names = [p.name for p in profiles]
+        if not sep or target not in names:
             raise ValueError(f"--set {s!r}: expected <profile>:<table>.<key>=<value> with a "
-                             f"profile among {names_seen}")
-        i = names_seen.index(target)
+                             f"profile among {names}")
+        i = names.index(target)
         changed = override(profiles[i], change)
         note = f"set {change.strip()}"
         desc = changed.description
         desc = (desc[:-1] + f"; {note}]") if desc.endswith("]") and "[set " in desc else \
             f"{desc} [{note}]".strip()
         profiles[i] = dataclasses.replace(changed, description=desc)
+        names = [p.name for p in profiles]
+        if len(set(names)) != len(names):
+            raise ValueError(f"--set {s!r}: two profiles now have the same name ({names})")
     return profiles
 
 
@@ -158,10 +163,10 @@ def encode_activity(dataset, pre, lsm, limit: int | None = None, on_bad_sample: 
         hit = cache.load(key, required=("activity_counts", "activity_input_rows",
                                         "activity_drive", "activity_n_bins",
                                         "activity_fields"))
-        if hit is not None:
-            return Activity.from_arrays(hit, f"cache entry {key}"), {"samples": n,
-                                                                     "cache_hit": True,
-                                                                     "skipped": []}
+        if hit is not None and "skipped_json" in hit:
+            activity = Activity.from_arrays(hit, f"cache entry {key}")
+            skipped = [tuple(s) for s in json.loads(str(hit["skipped_json"]))]
+            return activity, {"samples": len(activity), "cache_hit": True, "skipped": skipped}
     parts, skipped, workspace = [], [], Workspace()
     with progress_bar(total=n, desc="read + encode (activity)", unit="sample",
                       disable=not progress, leave=False) as bar:
@@ -177,7 +182,8 @@ def encode_activity(dataset, pre, lsm, limit: int | None = None, on_bad_sample: 
                          f"among the first {n} to price")
     activity = Activity.concatenate(parts)
     if cache is not None:
-        cache.store(key, **activity.arrays())
+        cache.store(key, **activity.arrays(),
+                    skipped_json=np.array(json.dumps([list(s) for s in skipped])))
     return activity, {"samples": len(activity), "cache_hit": False, "skipped": skipped}
 
 
@@ -255,9 +261,10 @@ def energy_plot(report: EnergyReport, path, title: str = "") -> Path:
 
     from lsm.plots import save_figure
 
-    names = [p.name for p in report.platforms]
+    names = [_plain(p.name) for p in report.platforms]
     totals = [float(np.mean(p.total_j)) for p in report.platforms]
-    ratios = report.ratios()
+    ratios = {_plain(k): v for k, v in report.ratios().items()}
+    title = _plain(title)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     x = np.arange(len(names))
     ax1.bar(x, totals, color="0.55")
@@ -265,10 +272,11 @@ def energy_plot(report: EnergyReport, path, title: str = "") -> Path:
     ax1.set_xticks(x, names)
     ax1.set_ylabel("energy per inference (J)")
     for i, t in enumerate(totals):
-        ax1.annotate(f"{_si(t, 'J')}\n{ratios[names[i]]:.3g}x", (i, t), ha="center",
-                     va="bottom", fontsize=8)
-    ax1.set_title(f"mean per inference; x = energy / {report.reference.name}'s (> 1: costs more)",
-                  fontsize=9)
+        ratio = ratios[names[i]]
+        ax1.annotate(f"{_si(t, 'J')}\n" + ("-" if ratio is None else f"{ratio:.3g}x"), (i, t),
+                     ha="center", va="bottom", fontsize=8)
+    ax1.set_title(f"mean per inference; x = energy / {_plain(report.reference.name)}'s "
+                  "(> 1: costs more)", fontsize=9)
     ax1.margins(y=0.25)
     components = []
     for p in report.platforms:
@@ -279,7 +287,7 @@ def energy_plot(report: EnergyReport, path, title: str = "") -> Path:
         share = np.array([100 * float(np.mean(p.components_j[c])) / max(t, 1e-300)
                           if c in p.components_j else 0.0
                           for p, t in zip(report.platforms, totals, strict=True)])
-        ax2.bar(x, share, bottom=bottom, label=c, color=cmap(k % 10))
+        ax2.bar(x, share, bottom=bottom, label=_plain(c), color=cmap(k % 10))
         bottom += share
     ax2.set_xticks(x, names)
     ax2.set_ylabel("% of the platform's energy")
@@ -289,6 +297,11 @@ def energy_plot(report: EnergyReport, path, title: str = "") -> Path:
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _plain(text: str) -> str:
+    """Text for a matplotlib label, shown as written (no mathtext between dollar signs)."""
+    return str(text).replace("$", r"\$")
 
 
 def _si(value: float, unit: str) -> str:
@@ -319,10 +332,11 @@ def format_energy(r: dict) -> str:
         parts = sorted(p["components_j"].items(), key=lambda kv: -kv[1])[:3]
         share = ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in parts if total > 0)
         lo, hi = p["energy_j_p10_p90"]
+        ratio = rep["ratios"][p["name"]]
+        ratio = "-" if ratio is None else f"{ratio:.3g}x"
         lines.append(f"  {p['name']:<16}{_si(total, 'J'):>11}"
                      f"{_si(lo, 'J') + ' - ' + _si(hi, 'J'):>22}"
-                     f"{rep['ratios'][p['name']]:>11.3g}x{_si(p['latency_s'], 's'):>11}   "
-                     f"{share}")
+                     f"{ratio:>12}{_si(p['latency_s'], 's'):>11}   {share}")
     for p in rep["platforms"]:
         if "batch1_energy_j" in p["counts"]:
             lines.append(f"  {p['name']}: energy at batched throughput; one inference alone "
