@@ -19,7 +19,7 @@ from lsm.cli.common import (
     weights_parent,
 )
 
-__all__ = ["register"]
+__all__ = ["register", "head_dims"]
 
 
 def head_dims(text: str) -> tuple:

@@ -53,7 +53,7 @@ from lsm.energy.profiles import (
 )
 
 __all__ = ["Workload", "PlatformCost", "EnergyReport", "estimate", "energy_per_inference",
-           "conductance_block", "calibration_conductances", "G_BASE_US"]
+           "conductance_block", "calibration_conductances", "G_BASE_US", "MAX_HEAD_WIDTH"]
 
 #: Widest head layer :meth:`Workload.from_lsm` takes.
 MAX_HEAD_WIDTH = 1 << 20

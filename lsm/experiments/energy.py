@@ -35,7 +35,7 @@ from lsm.experiments.common import WEIGHT_SOURCES
 from lsm.validation import check_choice
 
 __all__ = ["EnergyConfig", "DEFAULT_PROFILES", "PAPER_RATIOS", "resolve_profiles", "run_energy",
-           "encode_activity", "format_energy"]
+           "encode_activity", "format_energy", "energy_plot"]
 
 
 #: The reference paper's headline: "a 23.34- and 160-fold improvement in energy efficiency
