@@ -446,6 +446,11 @@ def test_lsm_energy_settings_profiles_and_calibration(capsys, tmp_path, tidigits
     assert rc == 0, err
     r = json.loads(out)
     assert r["conductances"].startswith("calibration") and r["report"]["reference"] == "mine"
+    assert r["calibration"]["adc_bits"] == 8  # the synthetic calibration's ADC
+    r["run_dir"] = str(tmp_path)
+    from lsm.experiments.energy import format_energy
+
+    assert "calibrated chip: ADC 8 bits, read at 0.2 V" in format_energy(r)
 
 
 def dataset_config_toml(**changes) -> str:

@@ -24,7 +24,6 @@ from lsm.energy import (
     Activity,
     EnergyReport,
     Workload,
-    calibration_conductances,
     estimate,
     load_profile,
     override,
@@ -209,10 +208,9 @@ def run_energy(cfg: EnergyConfig, lsm_config=None, progress: bool = True) -> dic
     lsm_cfg = lsm_config if lsm_config is not None else spec.lsm_config()
     if cfg.lsm_overrides:
         lsm_cfg = lsm_cfg.replace(**cfg.lsm_overrides)
-    g = None
+    g, chip = None, {}
     if cfg.calibration is not None:
-        g = calibration_conductances(check_input_file(cfg.calibration, "--calibration"),
-                                     lsm_cfg.n_inputs, lsm_cfg.n_neurons)
+        g, chip = _calibration(check_input_file(cfg.calibration, "--calibration"), lsm_cfg)
     lsm = LSM(lsm_cfg, weights=make_weights(cfg.weights))
     ds = spec.open(cfg.path, cfg.split, on_bad_sample=cfg.on_bad_sample)
     pre = spec.preprocessing(n_bins=lsm_cfg.n_bins)
@@ -230,6 +228,7 @@ def run_energy(cfg: EnergyConfig, lsm_config=None, progress: bool = True) -> dic
                       "n_bins": lsm_cfg.n_bins},
               "head_macs": workload.head_macs, "paper_ratios": list(PAPER_RATIOS),
               "profiles": {p.name: p.description for p in profiles},
+              "calibration": chip,
               "settings": list(cfg.settings),
               "report": report.to_dict()}
     with run_directory(cfg.runs_dir, f"energy-{cfg.dataset}") as run:
@@ -243,6 +242,21 @@ def run_energy(cfg: EnergyConfig, lsm_config=None, progress: bool = True) -> dic
             title += "\n" + ", ".join(cfg.settings)
         energy_plot(report, run / "energy.png", title)
     return result
+
+
+def _calibration(path, lsm_cfg) -> tuple[np.ndarray, dict]:
+    """The calibrated map's block for this LSM, and the chip's measured ADC resolution and
+    read voltage (when the calibration measured its ADC), for the report."""
+    from lsm.crossbar.calfile import read_calibration
+    from lsm.crossbar.twin import map_block
+
+    cal = read_calibration(path)
+    g = map_block(cal, lsm_cfg.n_inputs + lsm_cfg.n_neurons, 2 * lsm_cfg.n_neurons)
+    chip = {"path": str(path)}
+    if cal.has("adc"):
+        adc = cal.section("adc")
+        chip.update(adc_bits=int(adc["bits"]), v_read_v=float(adc["v_read"]))
+    return g, chip
 
 
 def _with_source(w: Workload, source: str) -> Workload:
@@ -324,6 +338,12 @@ def format_energy(r: dict) -> str:
              f"  conductances: {r['conductances']}"]
     if r.get("settings"):
         lines.append(f"  settings: {', '.join(r['settings'])}")
+    chip = r.get("calibration") or {}
+    if "adc_bits" in chip:
+        lines.append(f"  calibrated chip: ADC {chip['adc_bits']} bits, read at "
+                     f"{chip['v_read_v']:g} V; the profiles keep their own (e.g. --set "
+                     f"<macro>:readout.adc_bits={chip['adc_bits']} --set "
+                     f"'<macro>:array.v_read={chip['v_read_v']:g} V')")
     lines += [f"  mean per inference; x = its energy / {ref}'s (> 1: costs more than {ref})",
               f"  {'platform':<16}{'energy':>11}{'p10-p90':>22}{'x':>12}{'latency':>11}"
               "   largest components"]
