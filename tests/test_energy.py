@@ -202,6 +202,11 @@ def test_every_macro_component_is_linear_in_the_events():
     assert r.components_j["row drivers"][0] == pytest.approx(0.25e-12)
     assert r.components_j["cell reads"][0] == pytest.approx(10e-6 * 0.2 ** 2 * 50e-9)
     assert r.latency_s[0] == pytest.approx(50e-9 + math.ceil(2 / 32) * 14 * 70e-9 + 10e-9)
+    # readout kept biased through the multiply: power x time x conversions
+    static = MacroProfile(readout=Readout(p_column_static_w=1e-5))
+    r2 = estimate(_activity([1]), w, [static]).platform("macro")
+    t_multiply = 50e-9 + 14 * 70e-9
+    assert r2.components_j["readout static"][0] == pytest.approx(1e-5 * t_multiply * 2)
     # sensed differentially: one conversion per pair
     diff = MacroProfile(readout=Readout(conversions_per_pair=1))
     r1 = estimate(_activity([1]), w, [diff]).platform("macro")
@@ -460,7 +465,8 @@ def dataset_config_toml(**changes) -> str:
 
 
 @pytest.mark.parametrize("extra, names", [
-    (["--set", "imc40:readout.bits=8"], ["readout.bits", "no parameter 'bits'"]),
+    (["--set", "imc40:readout.bits=8"], ["imc40:readout.bits=8", "no parameter 'bits'"]),
+    (["--set", "gpu-a100:utilisation=2"], ["gpu-a100:utilisation=2", "GPUProfile.utilisation"]),
     (["--set", "nobody:readout.adc_bits=8"], ["nobody"]),
     (["--set", "imc40:array.t_read=20"], ["has no unit"]),
     (["--profile", "missing.toml"], ["missing.toml"]),
@@ -576,3 +582,5 @@ def test_a_cached_activity_reports_what_was_priced(capsys, tmp_path, tidigits):
     assert (second["samples"], second["skipped"]) == (first["samples"],
                                                       [list(s) for s in first["skipped"]])
     assert second["samples"] == second["report"]["n_samples"]
+    rc, out, err = _cli(capsys, *[a for a in base if a != "--json"])  # text says the skip
+    assert rc == 0 and "skipped 1 bad samples" in out

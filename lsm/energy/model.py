@@ -9,7 +9,8 @@ input row ``c`` and recurrent row ``j``; ``G``: conductances in S; ``N = n_neuro
              row drivers  e_row (input_events + recurrent_rows)
              TIA + ADC    (e_tia + FOM 2^ENOB) * multiplies * conversions per multiply
                           (2N: each column of every pair; N when pairs are sensed
-                          differentially), ENOB = adc_bits - adc_enob_loss
+                          differentially), ENOB = adc_bits - adc_enob_loss; plus, when set,
+                          p_column_static * t_multiply per conversion (readout kept biased)
              neurons      e_neuron_update * steps * N                   (digital, beside it)
              head         head_macs (e_mac + weight_bits e_sram)        (digital)
              latency      multiplies (t_read + ceil(conversions / n_adcs) bits t_bit)
@@ -321,9 +322,11 @@ def _macro(p: MacroProfile, a: Activity, w: Workload) -> PlatformCost:
         "neurons": p.digital.e_neuron_update_j * steps * w.n_neurons,
         "head": np.full(n, _head_j(p.digital, w)),
     }
+    t_multiply = t + math.ceil(per_multiply / p.readout.n_adcs) * p.readout.t_conversion_s
+    if p.readout.p_column_static_w:
+        comps["readout static"] = p.readout.p_column_static_w * t_multiply * conversions
     if p.digital.e_input_event_j:
         comps["input I/O"] = p.digital.e_input_event_j * a["input_events"].astype(np.float64)
-    t_multiply = t + math.ceil(per_multiply / p.readout.n_adcs) * p.readout.t_conversion_s
     latency = multiplies * t_multiply + steps * p.digital.t_step_s
     once = {"programming": w.cells * p.programming.pulses_per_cell * p.programming.e_pulse_j}
     counts = {"multiplies": float(multiplies.mean()) if n else 0.0,

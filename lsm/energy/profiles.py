@@ -116,9 +116,12 @@ class Readout:
     adc_enob_loss`` (the Walden figure of merit is defined per effective step).
     ``conversions_per_pair``: 2 when each column of a differential pair has its own TIA and
     ADC conversion (the difference taken digitally, as the crossbar model does), 1 when the
-    pair is sensed differentially. ``n_adcs`` ADCs share the conversions; a SAR conversion
-    takes one cycle ``t_bit`` per bit: a multiply takes ``t_read + ceil(conversions / n_adcs)
-    * adc_bits * t_bit``.
+    pair is sensed differentially. ``n_adcs`` ADCs share the conversions (the columns are held,
+    sample-and-hold, while they wait); a SAR conversion takes one cycle ``t_bit`` per bit: a
+    multiply takes ``t_read + ceil(conversions / n_adcs) * adc_bits * t_bit``.
+    ``p_column_static`` prices readout circuits kept biased for that whole time: ``conversions
+    x p_column_static x t_multiply`` per multiply (0 in the shipped profile: each TIA is
+    charged ``e_tia`` per conversion only).
     """
 
     adc_bits: int = _q(14, True, "ADC resolution")
@@ -128,6 +131,8 @@ class Readout:
     conversions_per_pair: int = _q(2, True, "conversions per differential pair (1 or 2)")
     n_adcs: int = _q(32, True, "ADCs shared by the conversions")
     t_bit_s: float = _q(70e-9, True, "one SAR bit cycle")
+    p_column_static_w: float = _q(0.0, doc="power of each converted column's readout while a "
+                                           "multiply is converted (TIA bias; 0: off)")
 
     def __post_init__(self) -> None:
         _check(self)
@@ -292,7 +297,7 @@ def _from_table(cls, table: dict, where: str, top: bool = True):
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where.strip() or cls.__name__}: {exc}") from None
+        raise ValueError(f"{where.strip().rstrip(':') or cls.__name__}: {exc}") from None
 
 
 def load_profile(path: str | os.PathLike) -> Profile:

@@ -130,7 +130,10 @@ def resolve_profiles(names, settings=()) -> list:
             raise ValueError(f"--set {s!r}: expected <profile>:<table>.<key>=<value> with a "
                              f"profile among {names}")
         i = names.index(target)
-        changed = override(profiles[i], change)
+        try:
+            changed = override(profiles[i], change)
+        except ValueError as exc:  # name the whole setting, profile included
+            raise ValueError(str(exc).replace(f"--set {change!r}", f"--set {s!r}")) from None
         note = f"set {change.strip()}"
         desc = changed.description
         desc = (desc[:-1] + f"; {note}]") if desc.endswith("]") and "[set " in desc else \
@@ -338,13 +341,17 @@ def format_energy(r: dict) -> str:
              f"  conductances: {r['conductances']}"]
     if r.get("settings"):
         lines.append(f"  settings: {', '.join(r['settings'])}")
+    if r.get("skipped"):
+        lines.append(f"  skipped {len(r['skipped'])} bad samples (--on-bad-sample skip; listed "
+                     "in metrics.json)")
     chip = r.get("calibration") or {}
     if "adc_bits" in chip:
         lines.append(f"  calibrated chip: ADC {chip['adc_bits']} bits, read at "
                      f"{chip['v_read_v']:g} V; the profiles keep their own (e.g. --set "
                      f"<macro>:readout.adc_bits={chip['adc_bits']} --set "
                      f"'<macro>:array.v_read={chip['v_read_v']:g} V')")
-    lines += [f"  mean per inference; x = its energy / {ref}'s (> 1: costs more than {ref})",
+    lines += [f"  mean per inference (p10-p90 over the samples); x = its energy / {ref}'s "
+              f"(> 1: costs more than {ref}); latency at batch 1",
               f"  {'platform':<16}{'energy':>11}{'p10-p90':>22}{'x':>12}{'latency':>11}"
               "   largest components"]
     for p in rep["platforms"]:
@@ -353,7 +360,8 @@ def format_energy(r: dict) -> str:
         share = ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in parts if total > 0)
         lo, hi = p["energy_j_p10_p90"]
         ratio = rep["ratios"][p["name"]]
-        ratio = "-" if ratio is None else f"{ratio:.3g}x"
+        ratio = "-" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 1000 else
+                                           f"{ratio:.3g}x")
         lines.append(f"  {p['name']:<16}{_si(total, 'J'):>11}"
                      f"{_si(lo, 'J') + ' - ' + _si(hi, 'J'):>22}"
                      f"{ratio:>12}{_si(p['latency_s'], 's'):>11}   {share}")
