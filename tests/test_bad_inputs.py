@@ -694,6 +694,15 @@ def test_cache_entry_that_is_a_directory_is_named_before_the_work(tmp_path, tidi
         _encode(tidigits_and_lsm, cache)
 
 
+def test_cache_entry_that_is_a_fifo_is_refused_not_read(tmp_path, tidigits_and_lsm):
+    cache = FeatureCache(tmp_path / "cache")
+    key = _encode(tidigits_and_lsm, None).key
+    cache.folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(cache.path(key))  # reading it would block forever
+    with pytest.raises(ValueError, match=f"entry {cache.path(key)} is not a regular file"):
+        _encode(tidigits_and_lsm, cache)
+
+
 def test_cache_folder_that_is_a_file(tmp_path, capsys):
     path = tidigits_file(tmp_path / "td.hdf5", [good_sample()])
     _file(tmp_path, "cachefile")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -93,12 +94,17 @@ class FeatureCache:
         IsADirectoryError
             The entry's path is a folder: it could never be written, so this is said before the
             work rather than after it.
+        ValueError
+            The entry's path is a FIFO, socket or device (reading it could block forever).
         """
         p = self.path(key)
         if p.is_dir():
             raise IsADirectoryError(f"feature cache entry {p} is a directory; remove it")
         if not p.exists():
             return None
+        if not stat.S_ISREG(p.stat().st_mode):  # a FIFO would block the read forever
+            raise ValueError(f"feature cache entry {p} is not a regular file (a FIFO, socket "
+                             "or device); remove it")
         try:
             arrays = load_npz(p, what="feature cache entry")
         except (OSError, ValueError) as exc:  # any unreadable entry is a miss
