@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def main(nmnist=None, samples: int = 200, workdir: str = "lsm-demo",
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--nmnist", help="N-MNIST folder (default: the demo's twin)")
     ap.add_argument("--samples", type=int, default=200, help="test samples priced")
@@ -125,6 +126,12 @@ if __name__ == "__main__":
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args()
-    res = main(a.nmnist, a.samples, a.workdir, not a.no_progress)
+    if a.samples < 1:
+        ap.error(f"--samples must be >= 1, got {a.samples}")
+    try:
+        res = main(a.nmnist, a.samples, a.workdir, not a.no_progress)
+    except (OSError, ValueError) as exc:  # a wrong path or a bad dataset: said in one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     plot_path = res.pop("plot")
     print(json.dumps(res) if a.json else format_result(res) + f"\nplot: {plot_path}")

@@ -49,11 +49,6 @@ __all__ = ["RESET_ZERO", "RESET_SUBTRACT", "RESET_NONE", "RESET_CODES", "membran
            "lif_events", "lif_events_codes", "lif_events_crossbar", "crossbar_multiply",
            "hash_normal", "ACTIVITY_FIELDS", "activity_off"]
 
-def activity_off() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ``activity, drive, input_rows`` arguments that switch the kernels' accounting off."""
-    return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int32), np.zeros((0, 0), np.int32)
-
-
 #: Reset rules after a spike, as the kernels and :func:`membrane_update` take them.
 RESET_ZERO = 0
 RESET_SUBTRACT = 1
@@ -216,6 +211,11 @@ def _record_spikes(fired_idx, n_fired, t, n_bins, counts, spikes, record):
 #: (:mod:`lsm.energy.activity` documents each one); their column in that array.
 ACTIVITY_FIELDS = ("input_events", "spikes", "recurrent_rows", "steps", "input_steps",
                    "recurrent_steps", "active_steps", "peak_rows")
+
+
+def activity_off() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``activity, drive, input_rows`` arguments that switch the kernels' accounting off."""
+    return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int32), np.zeros((0, 0), np.int32)
 
 
 @njit(nogil=True, cache=True, inline="always")

@@ -273,13 +273,14 @@ class LSM:
                   leave=False) as bar:
             for lo in range(0, n, batch_size):
                 hi = min(n, lo + batch_size)
+                rec = spikes[lo:hi] if record else spikes
                 if activity is not None and not self._counts_activity(backend):
-                    self._run_counted(batch, lo, hi, counts, spikes, backend, torch_state,
+                    self._run_counted(batch, lo, hi, counts, rec, backend, torch_state,
                                       first_sample, activity)
                 elif backend == "numba":
-                    self._run_numba(batch, lo, hi, counts, spikes, first_sample, activity)
+                    self._run_numba(batch, lo, hi, counts, rec, first_sample, activity)
                 else:
-                    self._run_torch(batch, lo, hi, counts, spikes, torch_state)
+                    self._run_torch(batch, lo, hi, counts, rec, torch_state)
                 bar.update(hi - lo)
         return counts, (spikes if record else None)
 
@@ -289,30 +290,29 @@ class LSM:
             return False
         return self._in_loop is None or getattr(self._in_loop, "counts_activity", False)
 
-    def _run_counted(self, batch, lo, hi, counts, spikes, backend, torch_state, first_sample,
+    def _run_counted(self, batch, lo, hi, counts, rec, backend, torch_state, first_sample,
                      activity: Activity) -> None:
-        """One batch through a path that does not count: record its rasters, count them."""
-        raster = np.zeros((hi - lo, self.config.n_bins, self.config.n_neurons), np.uint8)
+        """One batch through a path that does not count: record its rasters (into ``rec``
+        when the caller records them too), count them."""
+        raster = rec if rec.shape[0] else np.zeros(
+            (hi - lo, self.config.n_bins, self.config.n_neurons), np.uint8)
         part = slice(lo, hi)
         if backend == "numba":
-            self._run_numba(batch, lo, hi, counts, raster, first_sample, None, shift=lo)
+            self._run_numba(batch, lo, hi, counts, raster, first_sample)
         else:
-            self._run_torch(batch, lo, hi, counts, raster, torch_state, shift=lo)
-        if spikes.shape[0]:
-            spikes[part] = raster
+            self._run_torch(batch, lo, hi, counts, raster, torch_state)
         got = count_activity(batch.select(part), raster)
         activity.counts[part] = got.counts
         activity.input_rows[part] = got.input_rows
         activity.drive[part] = got.drive
 
-    def _run_numba(self, batch, lo, hi, counts, spikes, first_sample: int = 0,
-                   activity: Activity | None = None, shift: int = 0) -> None:
-        """Samples ``lo:hi`` into ``counts[lo:hi]``, ``spikes[lo - shift:hi - shift]`` (when
-        recording) and ``activity[lo:hi]`` (when given)."""
+    def _run_numba(self, batch, lo, hi, counts, rec, first_sample: int = 0,
+                   activity: Activity | None = None) -> None:
+        """Samples ``lo:hi`` into ``counts[lo:hi]``, their rasters into ``rec`` (unless it is
+        empty) and ``activity[lo:hi]`` (when given)."""
         c = self.config
         e_lo, e_hi = batch.offsets[lo], batch.offsets[hi]
         offsets = batch.offsets[lo:hi + 1] - e_lo
-        rec = spikes[lo - shift:hi - shift] if spikes.shape[0] else spikes
         acts = ((activity.counts[lo:hi], activity.drive[lo:hi], activity.input_rows[lo:hi])
                 if activity is not None else activity_off())
         if self._in_loop is not None:
@@ -342,7 +342,9 @@ class LSM:
                     tuple(float(w.scale) for w in self.codes))
         return dev, to_tensor(self.w_in, dev), to_tensor(self.w_rec, dev), None
 
-    def _run_torch(self, batch, lo, hi, counts, spikes, state, shift: int = 0) -> None:
+    def _run_torch(self, batch, lo, hi, counts, rec, state) -> None:
+        """Samples ``lo:hi`` into ``counts[lo:hi]`` and their rasters into ``rec`` (unless it
+        is empty)."""
         import torch
 
         from lsm.torch_backend import lif_dense
@@ -351,7 +353,7 @@ class LSM:
         raster = torch.from_numpy(batch.select(slice(lo, hi)).to_raster(np.float32)).to(dev)
         n_windows = counts.shape[1]
         cnt, spk = lif_dense(raster, w_in, w_rec, self.config.decay, self.config.v_th,
-                             self.config.reset, record=spikes.shape[0] > 0 or n_windows > 1,
+                             self.config.reset, record=rec.shape[0] > 0 or n_windows > 1,
                              scales=scales)
         if n_windows == 1:
             counts[lo:hi, 0] = cnt.cpu().numpy()
@@ -361,8 +363,8 @@ class LSM:
                                      device=dev)
             per_window.index_add_(1, window, spk.to(torch.int32))
             counts[lo:hi] = per_window.cpu().numpy()
-        if spikes.shape[0]:
-            spikes[lo - shift:hi - shift] = spk.cpu().numpy()
+        if rec.shape[0]:
+            rec[:] = spk.cpu().numpy()
 
 
 def _check_output_sizes(c: LSMConfig, n: int, n_windows: int, record: bool,

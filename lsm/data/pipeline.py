@@ -222,23 +222,30 @@ def encoding_key(dataset, preprocessing: Preprocessing, lsm, features: str, n_wi
 def encode_chunks(dataset, preprocessing: Preprocessing, lsm, features: str = "rates",
                   n_windows: int = DEFAULT_N_WINDOWS, on_bad_sample: str = "error",
                   chunk_size: int = DEFAULT_CHUNK_SIZE, folder: ChunkFolder | None = None,
-                  progress: bool = True, decoder: str = "auto") -> Iterator[Chunk]:
-    """Read and encode ``dataset`` chunk by chunk, yielding each :class:`Chunk` in order.
+                  progress: bool = True, decoder: str = "auto", n_samples: int | None = None,
+                  activity: bool = False) -> Iterator[Chunk]:
+    """Read and encode ``dataset`` (its first ``n_samples``, default all) chunk by chunk,
+    yielding each :class:`Chunk` in order.
 
     The working set is one chunk's events and features. With a :class:`ChunkFolder`, each
     finished chunk is saved there first, and a chunk already there is read back instead of
     encoded (an interrupted run resumes from its last complete chunk). The progress bar counts
     samples, with their rate and the time left. ``lsm=None`` gives the features of the input
-    events (:func:`lsm.features.event_features`).
+    events (:func:`lsm.features.event_features`). ``activity``: each chunk also carries what
+    its inferences did (``LSM.encode(..., return_activity=True)``; not with a folder, whose
+    chunks keep features only).
     """
     k = check_features(features, n_windows, preprocessing.n_bins)
-    ranges = chunk_ranges(len(dataset), chunk_size)
+    if activity and (lsm is None or folder is not None):
+        raise ValueError("encode_chunks: activity needs an LSM and no chunk folder")
+    n = len(dataset) if n_samples is None else min(int(n_samples), len(dataset))
+    ranges = chunk_ranges(n, chunk_size)
     done = set(folder.complete()) if folder is not None else set()
     workspace = Workspace()
     # the bar starts at the samples of the chunks on disk: its rate and time left are this
     # run's own
     already = sum(len(r) for i, r in enumerate(ranges) if i in done)
-    with progress_bar(total=len(dataset), initial=already, desc="read + encode",
+    with progress_bar(total=n, initial=already, desc="read + encode",
                       unit="sample", disable=not progress, leave=False) as bar:
         for index, r in enumerate(ranges):
             chunk = folder.load(index) if index in done else None
@@ -247,13 +254,18 @@ def encode_chunks(dataset, preprocessing: Preprocessing, lsm, features: str = "r
             if chunk is None:
                 streams = read_streams(dataset, preprocessing, r, on_bad_sample, decoder,
                                        workspace)
+                act = None
                 if lsm is None:
                     feats = event_features(streams.events, features, k)
+                elif activity:
+                    feats, act = lsm.encode(streams.events, features=features, progress=False,
+                                            n_windows=k, first_sample=r.start,
+                                            return_activity=True)
                 else:
                     feats = lsm.encode(streams.events, features=features, progress=False,
                                        n_windows=k, first_sample=r.start)
                 chunk = Chunk(index, feats, streams.labels, streams.sample_ids,
-                              streams.skipped)
+                              streams.skipped, activity=act)
                 if folder is not None:
                     folder.save(chunk)
                 bar.update(len(r))

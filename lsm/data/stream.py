@@ -23,11 +23,15 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lsm.data.formats import BadSampleError
 from lsm.io import atomic_path, atomic_write_text, load_npz
+
+if TYPE_CHECKING:
+    from lsm.energy.activity import Activity
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "Chunk", "ChunkFolder", "chunk_ranges", "write_features_npz",
            "first_bad_sample"]
@@ -49,6 +53,8 @@ class Chunk:
     skipped: list = field(default_factory=list)
     #: True when it was read back from a :class:`ChunkFolder` (a resumed run)
     resumed: bool = False
+    #: what its inferences did (:class:`lsm.energy.Activity`), when asked for
+    activity: Activity | None = None
 
     def arrays(self) -> dict:
         return {"features": self.features, "labels": self.labels,

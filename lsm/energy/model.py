@@ -138,11 +138,6 @@ class Workload:
             raise ValueError(f"Workload.head_macs must be >= 0, got {self.head_macs}")
 
     @property
-    def columns(self) -> int:
-        """Columns each multiply converts: the 2N cells of every differential pair."""
-        return 2 * self.n_neurons
-
-    @property
     def cells(self) -> int:
         """Cells programmed: both cells of every nonzero weight."""
         return int(2 * (self.nnz_in.sum() + self.nnz_rec.sum()))

@@ -152,10 +152,7 @@ def encode_activity(dataset, pre, lsm, limit: int | None = None, on_bad_sample: 
     cache, a stored activity of the same encoding is read back instead. Returns the activity
     and ``{"samples", "skipped", "cache_hit"}``."""
     from lsm.data.cache import as_cache
-    from lsm.data.fused import Workspace
-    from lsm.data.pipeline import check_not_empty, encoding_key, read_streams
-    from lsm.data.stream import chunk_ranges
-    from lsm.progress import progress_bar
+    from lsm.data.pipeline import check_not_empty, encode_chunks, encoding_key
 
     check_not_empty(dataset)
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
@@ -169,16 +166,10 @@ def encode_activity(dataset, pre, lsm, limit: int | None = None, on_bad_sample: 
             activity = Activity.from_arrays(hit, f"cache entry {key}")
             skipped = [tuple(s) for s in json.loads(str(hit["skipped_json"]))]
             return activity, {"samples": len(activity), "cache_hit": True, "skipped": skipped}
-    parts, skipped, workspace = [], [], Workspace()
-    with progress_bar(total=n, desc="read + encode (activity)", unit="sample",
-                      disable=not progress, leave=False) as bar:
-        for r in chunk_ranges(n, chunk_size):
-            streams = read_streams(dataset, pre, r, on_bad_sample, decoder, workspace)
-            skipped.extend(streams.skipped)
-            if len(streams.events):
-                parts.append(lsm.encode(streams.events, features="counts", progress=False,
-                                        first_sample=r.start, return_activity=True)[1])
-            bar.update(len(r))
+    chunks = list(encode_chunks(dataset, pre, lsm, "counts", 1, on_bad_sample, chunk_size,
+                                None, progress, decoder, n_samples=n, activity=True))
+    parts = [c.activity for c in chunks if len(c.activity)]
+    skipped = [s for c in chunks for s in c.skipped]
     if not parts:
         raise ValueError(f"{getattr(dataset, 'root', 'the dataset')}: no readable sample "
                          f"among the first {n} to price")
